@@ -1,0 +1,207 @@
+"""Turns the driver's records into Markdown tables (pasteable into README.md).
+
+Ratios are time / reference time, so 3.00x means three times slower than the
+reference; "check" compares each peer's result values with the numpy floor's,
+so a fast but wrong peer cannot go unnoticed.
+"""
+import os
+import platform
+from importlib import metadata
+
+PEER_ORDER = ("numpy", "torch", "autograd", "corgi")
+
+
+def machine_info():
+    cpu = platform.processor() or "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    versions = {}
+    for pkg in ("numpy", "torch", "autograd", "threadpoolctl"):
+        try:
+            versions[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            versions[pkg] = "not installed"
+    return {"cpu": cpu, "cpus": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform(), "versions": versions}
+
+
+def num(x):
+    if x is None:
+        return "-"
+    ax = abs(x)
+    if ax >= 100:
+        return f"{x:,.0f}"
+    if ax >= 10:
+        return f"{x:.1f}"
+    if ax >= 0.1:
+        return f"{x:.2f}"
+    return f"{x:.3f}"
+
+
+def ratio(x, ref):
+    return f"{x / ref:.2f}x" if x is not None and ref else "-"
+
+
+def ok(rec):
+    return rec is not None and rec.get("status") == "ok"
+
+
+def res(rec, key):
+    return rec["results"].get(key) if ok(rec) else None
+
+
+def status_cell(rec):
+    return "missing" if rec is None else rec.get("status", "?")
+
+
+def agree(a, b, rtol):
+    """'ok' when the check values match within rtol, '-' when there is nothing to compare."""
+    if a is None or b is None:
+        return "-"
+    a = a if isinstance(a, list) else [a]
+    b = b if isinstance(b, list) else [b]
+    good = all(abs(x - y) <= rtol * max(abs(x), abs(y), 1e-300) for x, y in zip(a, b))
+    return "ok" if good and len(a) == len(b) else "MISMATCH"
+
+
+def table(header, rows):
+    out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    out += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(out)
+
+
+def failures(recs):
+    lines = []
+    for r in recs:
+        if not ok(r):
+            where = f"{r['label']} {r.get('group', '')} threads={r.get('threads_setting')}"
+            lines.append(f"- {where}: {r.get('status')}: {r.get('error', '')}")
+    return lines
+
+
+def first(recs, **match):
+    for r in recs:
+        if all(r.get(k) == v for k, v in match.items()):
+            return r
+    return None
+
+
+def table_a(recs):
+    rows = []
+    for dtype in ("float32", "float64"):
+        group = [r for r in recs if r["group"] == dtype]
+        best = {}
+        for peer in PEER_ORDER:
+            times = [res(r, "ms_per_step") for r in group if r["peer"] == peer]
+            times = [t for t in times if t is not None]
+            best[peer] = min(times) if times else None
+        ref = first(group, peer="numpy", threads_setting=1)
+        for peer in PEER_ORDER:
+            t1 = first(group, peer=peer, threads_setting=1)
+            t2 = first(group, peer=peer, threads_setting=2)
+            if not (ok(t1) or ok(t2)):
+                rows.append([peer, dtype, status_cell(t1), status_cell(t2), "-", "-", "-", "-"])
+                continue
+            rtol = 1e-4 if dtype == "float32" else 1e-9
+            rows.append([peer, dtype, num(res(t1, "ms_per_step")), num(res(t2, "ms_per_step")),
+                         num(best[peer]), ratio(best[peer], best["numpy"]),
+                         ratio(best[peer], best["torch"]),
+                         agree(res(t1 if ok(t1) else t2, "first_loss"), res(ref, "first_loss"), rtol)])
+    head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy", "x torch",
+            "loss check"]
+    return table(head, rows)
+
+
+def table_b(recs):
+    ref, tref = first(recs, label="numpy"), first(recs, label="torch")
+    rows = []
+    for r in recs:
+        if not ok(r):
+            rows.append([r["label"], status_cell(r), "", "", "-", "-", "-"])
+            continue
+        tot = res(r, "total_us_per_op")
+        rows.append([r["label"], num(res(r, "fwd_us_per_op")), num(res(r, "bwd_us_per_op")),
+                     num(tot), ratio(tot, res(ref, "total_us_per_op")),
+                     ratio(tot, res(tref, "total_us_per_op")),
+                     agree(res(r, "check"), res(ref, "check"), 1e-9)])
+    head = ["peer", "fwd us/op", "bwd us/op", "total us/op", "x numpy", "x torch", "check"]
+    return table(head, rows)
+
+
+def table_c(recs):
+    ref, tref = first(recs, label="numpy serial"), first(recs, label="torch")
+    rows = []
+    for r in recs:
+        if not ok(r):
+            rows.append([r["label"], status_cell(r), "", "-", "-", "-", "-"])
+            continue
+        bwd = res(r, "bwd_ms")
+        serial = first(recs, peer=r["peer"])  # each peer's first row is its serial one
+        speedup = f"{res(serial, 'bwd_ms') / bwd:.2f}x" if ok(serial) and serial is not r else "-"
+        rows.append([r["label"], num(res(r, "fwd_ms")), num(bwd), ratio(bwd, res(ref, "bwd_ms")),
+                     ratio(bwd, res(tref, "bwd_ms")), speedup,
+                     agree(res(r, "check"), res(ref, "check"), 1e-4)])
+    head = ["peer", "fwd ms", "bwd ms", "bwd x numpy serial", "bwd x torch",
+            "speed-up vs own serial", "check"]
+    return table(head, rows)
+
+
+def table_d(recs):
+    rows = []
+
+    def per_op(r):
+        return (res(r, "fwd_s") + res(r, "bwd_s")) / res(r, "n") * 1e6 if ok(r) else None
+
+    ref = first(recs, peer="numpy")
+    tref = first(recs, peer="torch")
+    for r in recs:
+        if not ok(r):
+            rows.append([r["label"], status_cell(r), "", "", "", "", "-", "-", "-"])
+            continue
+        same_n = ok(ref) and res(ref, "n") == res(r, "n")
+        rows.append([r["label"], num(res(r, "fwd_s")), num(res(r, "bwd_s")), num(per_op(r)),
+                     num(res(r, "peak_bytes") / 2**20), f"{res(r, 'bytes_per_node'):,.0f}",
+                     ratio(per_op(r), per_op(ref)), ratio(per_op(r), per_op(tref)),
+                     agree(res(r, "check"), res(ref, "check"), 1e-9) if same_n else "-"])
+    head = ["peer", "fwd s", "bwd s", "total us/op", "peak MiB", "bytes/node",
+            "x numpy (per op)", "x torch (per op)", "check"]
+    return table(head, rows)
+
+
+TITLES = {
+    "a": "(a) MLP 784-256-10 training step, batch 128 (ms/step; best of 1 and 2 BLAS threads)",
+    "b": "(b) Per-node overhead: chain of x*w, x+b on 1-element float64 (us per op)",
+    "c": "(c) Wide graph: 8 x tanh(X @ W_k) summed, float32, 1 BLAS thread (ms)",
+    "d": "(d) Long chain (same ops as b): time and peak RSS over baseline",
+}
+RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d}
+
+
+def render(results, machine, quick=False):
+    v = machine["versions"]
+    out = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, "
+           f"numpy {v['numpy']}, torch {v['torch']}, autograd {v['autograd']}"
+           + (" -- QUICK run (small sizes)" if quick else ""),
+           f"Load average before/after: {machine['load_before'][0]:.2f} / "
+           f"{machine['load_after'][0]:.2f}; wall time {machine['wall_s']} s"]
+    for key in RENDER:
+        recs = [r for r in results if r["key"] == key]
+        if not recs:
+            continue
+        out += ["", f"### {TITLES[key]}", "", RENDER[key](recs)]
+        if key == "c":
+            p = recs[0].get("params") or {}
+            if p:
+                out.append(f"\nX {p['rows']}x{p['cols']}, W_k {p['cols']}x{p['cols']}, "
+                           f"{p['branches']} branches")
+        if key == "d":
+            meth = next((res(r, "mem_method") for r in recs if ok(r)), None)
+            if meth:
+                out.append(f"\nMemory: {meth}, measured in a fresh process per row.")
+        fails = failures(recs)
+        if fails:
+            out += [""] + fails
+    return "\n".join(out)

@@ -1,0 +1,153 @@
+"""Benchmark driver: corgi against a numpy floor, PyTorch and HIPS autograd.
+
+    python -m benchmarks.run                 # everything (about 10 minutes)
+    python -m benchmarks.run --quick         # smoke run, small sizes
+    python -m benchmarks.run --only a,c --json results.json
+
+Every (workload, peer, setting) runs in its own child process
+(`python -m benchmarks.workloads.<peer> <workload> ...`), so thread settings
+are fixed before any library loads, one peer's memory or imports cannot
+affect another's, and a broken peer becomes a row saying so.
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+
+from benchmarks import report
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MODULES = {"numpy": "floor", "torch": "torch_peer", "autograd": "autograd_peer",
+           "corgi": "corgi_peer"}
+PEERS = tuple(MODULES)
+WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long"}
+CHILD_TIMEOUT_S = 900
+
+
+@dataclass
+class Job:
+    key: str            # workload letter
+    peer: str
+    label: str          # row name in the table
+    options: list = field(default_factory=list)
+    threads: int = 1
+    group: str = ""     # rows compared with each other (e.g. the dtype)
+
+
+def sizes(quick):
+    """Per-workload options; --quick shrinks sizes and repeats, not the shape
+    of the experiment."""
+    if quick:
+        return {"a": ["--warmup", "2", "--repeats", "5"],
+                "b": ["--n", "1000", "--warmup", "1", "--repeats", "3"],
+                "c": ["--rows", "128", "--cols", "256", "--warmup", "1", "--repeats", "2"],
+                "d": 10_000, "d_corgi": 100_000}
+    return {"a": ["--warmup", "5", "--repeats", "50"],
+            "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
+            "c": ["--warmup", "1", "--repeats", "3"],
+            "d": 100_000, "d_corgi": 1_000_000}
+
+
+def plan(only, quick):
+    s = sizes(quick)
+    jobs = []
+    if "a" in only:
+        for dtype in ("float32", "float64"):
+            for peer in PEERS:
+                for threads in (1, 2):
+                    jobs.append(Job("a", peer, peer, s["a"] + ["--dtype", dtype],
+                                    threads, dtype))
+    if "b" in only:
+        for peer in PEERS:
+            if peer == "corgi":
+                for w in (0, 2):
+                    jobs.append(Job("b", peer, f"corgi workers={w}", s["b"] + ["--workers", str(w)]))
+            else:
+                jobs.append(Job("b", peer, peer, s["b"]))
+    if "c" in only:
+        jobs.append(Job("c", "numpy", "numpy serial", s["c"]))
+        jobs.append(Job("c", "numpy", "numpy pool=2", s["c"] + ["--pool", "2"]))
+        jobs.append(Job("c", "torch", "torch", s["c"]))
+        jobs.append(Job("c", "autograd", "autograd", s["c"]))
+        for w in (0, 2):
+            jobs.append(Job("c", "corgi", f"corgi workers={w}", s["c"] + ["--workers", str(w)]))
+    if "d" in only:
+        for peer in PEERS:
+            n = s["d"]
+            extra = ["--workers", "2"] if peer == "corgi" else []
+            jobs.append(Job("d", peer, f"{peer} n={n:,}", ["--n", str(n), "--repeats", "1"] + extra))
+        n = s["d_corgi"]
+        jobs.append(Job("d", "corgi", f"corgi n={n:,}",
+                        ["--n", str(n), "--repeats", "1", "--workers", "2"]))
+    return jobs
+
+
+def child_env(threads):
+    """BLAS pools read these once, when the library loads: they must be set
+    before the child starts (threadpoolctl in the child enforces them again)."""
+    env = dict(os.environ)
+    for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = str(threads)
+    env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
+    return env
+
+
+def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S):
+    """Run one measurement in a fresh process; always returns a record."""
+    cmd = [sys.executable, "-m", f"benchmarks.workloads.{MODULES[peer]}", workload,
+           "--threads", str(threads), *options]
+    record = {"peer": peer, "workload": workload, "cmd": " ".join(cmd[1:])}
+    try:
+        proc = subprocess.run(cmd, cwd=ROOT, env=child_env(threads), capture_output=True,
+                              text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        record.update(status="timeout", error=f"no result within {timeout} s")
+        return record
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    if not lines:
+        err = (proc.stderr.strip().splitlines() or [f"exit code {proc.returncode}"])[-1]
+        record.update(status="error", error=err)
+        return record
+    record.update(json.loads(lines[-1]))
+    return record
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--quick", action="store_true", help="small sizes and few repeats")
+    ap.add_argument("--only", default="a,b,c,d", help="workloads to run, e.g. a,c")
+    ap.add_argument("--json", metavar="PATH", help="save the raw records here")
+    args = ap.parse_args(argv)
+    only = [k.strip() for k in args.only.split(",") if k.strip()]
+    unknown = [k for k in only if k not in WORKLOADS]
+    if unknown:
+        ap.error(f"unknown workload(s) {unknown}; choose from {','.join(WORKLOADS)}")
+
+    machine = report.machine_info()
+    machine["load_before"] = os.getloadavg()
+    jobs = plan(only, args.quick)
+    results = []
+    t_start = time.perf_counter()
+    for i, job in enumerate(jobs, 1):
+        print(f"[{i}/{len(jobs)}] {job.key} {job.label} {job.group} threads={job.threads} ...",
+              end=" ", file=sys.stderr, flush=True)
+        t0 = time.perf_counter()
+        rec = run_child(job.peer, WORKLOADS[job.key], job.options, job.threads)
+        rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads)
+        print(f"{rec['status']} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        results.append(rec)
+    machine["load_after"] = os.getloadavg()
+    machine["wall_s"] = round(time.perf_counter() - t_start, 1)
+
+    print(report.render(results, machine, quick=args.quick))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump({"machine": machine, "quick": args.quick, "results": results}, f, indent=1)
+        print(f"raw results: {args.json}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,113 @@
+"""corgi, through its public API only (SPEC.md sections 2-6).
+
+The engine's worker count comes from --workers (corgi.engine.configure);
+without it the engine default (CORGI_WORKERS or the CPU count) applies.
+"""
+import numpy as np
+
+from benchmarks.workloads import common
+
+
+def load(args):
+    import corgi
+    import corgi.engine
+
+    if args.workers is not None:
+        corgi.engine.configure(workers=args.workers)
+    return corgi
+
+
+def _cross_entropy(corgi):
+    """The library's own cost when it exists, else the same loss composed
+    from primitive ops: mean over the batch of -sum(target * ln p)."""
+    cost = getattr(getattr(corgi, "cost", None), "make_cross_entropy", None)
+    if cost is not None:
+        return "corgi.cost.make_cross_entropy", cost()
+
+    def composed(p, target):
+        batch = target.dimensions[0]
+        return (target * p.ln()).sum(2) * (-1.0 / batch)
+
+    return "composed -(t * p.ln()).sum(2) / batch", composed
+
+
+def mlp(corgi, args):
+    from corgi import Array
+
+    dtype = np.dtype(args.dtype).type
+    loss_name, cost = _cross_entropy(corgi)
+    seen = {}
+
+    def make_step(x, labels, t, params, lr):
+        xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
+        ps = [Array(p, dtype=dtype).tracked() for p in params]
+
+        def step():
+            w1, b1, w2, b2 = ps
+            h = Array.matmul((xa, False), (w1, False), b1).relu()
+            p = Array.matmul((h, False), (w2, False), b2).softmax()
+            loss = cost(p, ta)
+            loss.backward()
+            # Values are immutable: the update makes new parameter arrays.
+            ps[:] = [Array(q.numpy() - lr * q.gradient().numpy(), dtype=dtype).tracked()
+                     for q in ps]
+            seen["param_dtype"] = str(ps[0].numpy().dtype)
+            return float(np.sum(loss.numpy()))
+
+        return step
+
+    out = common.mlp_workload(make_step, args)
+    out.update(loss=loss_name, **seen)
+    return out
+
+
+def chain_fns(corgi):
+    from corgi import Array
+
+    def build(n):
+        w = Array([common.CHAIN_W]).tracked()
+        b = Array([common.CHAIN_B]).tracked()
+        x = Array([common.CHAIN_X0])
+        for i in range(n):
+            x = x * w if i % 2 == 0 else x + b
+        return x, w, b
+
+    def backward(state):
+        x, w, b = state
+        x.backward()
+        return [float(x.numpy()[0]), float(w.gradient().numpy()[0]),
+                float(b.gradient().numpy()[0])]
+
+    return build, backward
+
+
+def chain(corgi, args):
+    return common.chain_workload(*chain_fns(corgi), args)
+
+
+def long(corgi, args):
+    return common.long_workload(*chain_fns(corgi), args)
+
+
+def wide(corgi, args):
+    from corgi import Array
+
+    def build(x, ws):
+        xa = Array(x, dtype=np.float32).tracked()
+        loss = None
+        for w in ws:
+            wa = Array(w, dtype=np.float32).tracked()
+            part = Array.matmul((xa, False), (wa, False)).tanh().sum(2)
+            loss = part if loss is None else loss + part
+        return xa, loss
+
+    def backward(state):
+        xa, loss = state
+        loss.backward()
+        return float(xa.gradient().numpy().sum(dtype=np.float64))
+
+    return common.wide_workload(build, backward, args)
+
+
+if __name__ == "__main__":
+    common.main("corgi", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})

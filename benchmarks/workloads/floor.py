@@ -1,0 +1,111 @@
+"""The floor: hand-written numpy forward and backward, no autodiff machinery.
+
+Whatever an autodiff library adds on top of these numbers is its overhead.
+"""
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+
+from benchmarks.workloads import common
+
+
+def load(args):
+    return np
+
+
+def make_mlp_step(x, labels, t, params, lr):
+    batch = x.shape[0]
+    state = {"params": params}
+
+    def step():
+        w1, b1, w2, b2 = state["params"]
+        z1 = x @ w1 + b1
+        h = np.maximum(z1, 0)
+        z2 = h @ w2 + b2
+        z2 = z2 - z2.max(axis=1, keepdims=True)  # stable softmax
+        e = np.exp(z2)
+        s = e.sum(axis=1, keepdims=True)
+        loss = -(t * (z2 - np.log(s))).sum() / batch
+        dz2 = (e / s - t) / batch  # d(mean cross-entropy)/d(logits)
+        dh = dz2 @ w2.T
+        dz1 = dh * (z1 > 0)
+        grads = (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+        # New arrays rather than in-place updates, as corgi's values are immutable.
+        state["params"] = [p - lr * g for p, g in zip(state["params"], grads)]
+        return float(loss)
+
+    return step
+
+
+def mlp(np_, args):
+    return common.mlp_workload(make_mlp_step, args)
+
+
+def build_chain(n):
+    """Forward with a closure tape: each op appends its backward closure,
+    which maps the output's gradient to the input's and adds into the leaves'."""
+    w = np.array([common.CHAIN_W])
+    b = np.array([common.CHAIN_B])
+    x = np.array([common.CHAIN_X0])
+    gw, gb = np.zeros(1), np.zeros(1)
+    tape = []
+    for i in range(n):
+        if i % 2 == 0:
+            xin, x = x, x * w
+
+            def back(g, xin=xin):
+                np.add(gw, g * xin, out=gw)  # in place: leaves accumulate
+                return g * w
+        else:
+            x = x + b
+
+            def back(g):
+                np.add(gb, g, out=gb)
+                return g
+        tape.append(back)
+    return x, tape, gw, gb
+
+
+def backward_chain(state):
+    x, tape, gw, gb = state
+    g = np.ones(1)
+    for back in reversed(tape):
+        g = back(g)
+    return [float(x[0]), float(gw[0]), float(gb[0])]
+
+
+def chain(np_, args):
+    return common.chain_workload(build_chain, backward_chain, args)
+
+
+def long(np_, args):
+    return common.long_workload(build_chain, backward_chain, args)
+
+
+def wide(np_, args):
+    # The pool is made once, outside the timing, as an engine's pool would be.
+    pool = ThreadPoolExecutor(args.pool) if args.pool > 0 else None
+
+    def build(x, ws):
+        ys = [np.tanh(x @ w) for w in ws]
+        loss = sum(float(y.sum(dtype=np.float64)) for y in ys)
+        return x, ws, ys, loss
+
+    def backward(state):
+        x, ws, ys, _ = state
+
+        def branch(k):  # d sum(tanh(X W)) : dZ = 1 - Y^2; dW = X^T dZ; dX = dZ W^T
+            dz = 1 - ys[k] * ys[k]
+            return x.T @ dz, dz @ ws[k].T
+
+        parts = list(pool.map(branch, range(len(ws))) if pool else map(branch, range(len(ws))))
+        dx = parts[0][1]
+        for _, dxk in parts[1:]:
+            dx = dx + dxk
+        return float(dx.sum(dtype=np.float64))
+
+    return common.wide_workload(build, backward, args)
+
+
+if __name__ == "__main__":
+    common.main("numpy", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})

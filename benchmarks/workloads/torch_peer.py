@@ -1,0 +1,82 @@
+"""PyTorch CPU eager, written the way a PyTorch user would write it."""
+from benchmarks.workloads import common
+
+
+def load(args):
+    import torch
+
+    # Intra-op threads follow the BLAS setting; torch's backward on CPU runs
+    # on one engine thread regardless, so the wide graph is serial in torch.
+    torch.set_num_threads(args.threads)
+    torch.set_num_interop_threads(1)
+    return torch
+
+
+def mlp(torch, args):
+    import torch.nn.functional as F
+
+    def make_step(x, labels, t, params, lr):
+        x = torch.from_numpy(x)
+        labels = torch.from_numpy(labels)
+        ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
+
+        def step():
+            w1, b1, w2, b2 = ps
+            h = torch.relu(x @ w1 + b1)
+            loss = F.cross_entropy(h @ w2 + b2, labels)  # mean over the batch
+            loss.backward()
+            with torch.no_grad():
+                for p in ps:
+                    p -= lr * p.grad  # in place: the idiomatic torch update
+                    p.grad = None
+            return loss.item()
+
+        return step
+
+    return common.mlp_workload(make_step, args)
+
+
+def chain_fns(torch):
+    def build(n):
+        w = torch.tensor([common.CHAIN_W], dtype=torch.float64, requires_grad=True)
+        b = torch.tensor([common.CHAIN_B], dtype=torch.float64, requires_grad=True)
+        x = torch.tensor([common.CHAIN_X0], dtype=torch.float64)
+        for i in range(n):
+            x = x * w if i % 2 == 0 else x + b
+        return x, w, b
+
+    def backward(state):
+        x, w, b = state
+        x.backward(torch.ones_like(x))
+        return [x.item(), w.grad.item(), b.grad.item()]
+
+    return build, backward
+
+
+def chain(torch, args):
+    return common.chain_workload(*chain_fns(torch), args)
+
+
+def long(torch, args):
+    return common.long_workload(*chain_fns(torch), args)
+
+
+def wide(torch, args):
+    def build(x, ws):
+        x = torch.from_numpy(x).requires_grad_()
+        ws = [torch.from_numpy(w).requires_grad_() for w in ws]
+        loss = torch.tanh(x @ ws[0]).sum()
+        for w in ws[1:]:
+            loss = loss + torch.tanh(x @ w).sum()
+        return x, loss
+
+    def backward(state):
+        x, loss = state
+        loss.backward()
+        return float(x.grad.double().sum())
+
+    return common.wide_workload(build, backward, args)
+
+
+if __name__ == "__main__":
+    common.main("torch", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})

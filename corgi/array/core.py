@@ -1,0 +1,578 @@
+"""The Array: immutable numpy-backed values that record the graph they came from.
+
+Every operation is one thin method that calls ``_apply`` with a primitive's
+name. ``_apply`` unwraps the operands, runs the primitive, wraps the value in
+a new read-only Array and, only if an operand is tracked, gives it an engine
+node whose vjp calls the rules of the tracked operands alone and sums each
+delta down to its operand's dimensions.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
+
+import numpy as np
+
+from .. import engine
+from ..numbers import FloatType, default_float, float_type
+from . import arithmetic, image, linalg, nonlinearity  # noqa: F401 - they fill the registry
+from .registry import PRIMITIVES, sum_to
+
+Operand = Union["Array", float, int]
+Dimensions = Union[int, Sequence[int]]
+
+
+class Array:
+    """An n-dimensional array of float64 (or float32) values that records its history.
+
+    ``values`` may be a number, a (nested) sequence of numbers or a numpy
+    array. With ``dimensions``, ``values`` is flat, row-major, and holds
+    exactly ``prod(dimensions)`` numbers.
+
+    >>> a = Array([1.0, 2.0, 3.0, 4.0], dimensions=(2, 2))
+    >>> a.dimensions, a[1, 0], a[3]
+    ((2, 2), 3.0, 4.0)
+    >>> a
+    Array(dimensions=(2, 2), values=[1.0, 2.0, 3.0, 4.0])
+    """
+
+    __slots__ = ("_values", "_node", "_tracked", "__weakref__")
+
+    # Make numpy defer to Array's own operators, so ``ndarray * Array`` records the graph.
+    __array_ufunc__ = None
+
+    def __init__(
+        self,
+        values: Any,
+        dimensions: Optional[Dimensions] = None,
+        dtype: Optional[FloatType] = None,
+    ) -> None:
+        self._values = _to_values(values, dimensions, dtype)
+        self._node: Optional[engine.Node] = None
+        self._tracked = False
+
+    @classmethod
+    def _wrap(cls, values: np.ndarray) -> "Array":
+        array = cls.__new__(cls)
+        values.flags.writeable = False
+        array._values = values
+        array._node = None
+        array._tracked = False
+        return array
+
+    @classmethod
+    def zeros(cls, dimensions: Dimensions, dtype: Optional[FloatType] = None) -> "Array":
+        """An array of zeros.
+
+        >>> Array.zeros((2, 3)).dimensions
+        (2, 3)
+        """
+        shape = _dimensions(dimensions, "zeros")
+        return cls._wrap(np.zeros(shape, dtype=_resolve(dtype, "zeros")))
+
+    # -- values ---------------------------------------------------------
+
+    @property
+    def dimensions(self) -> tuple[int, ...]:
+        """The dimensions, outermost first (numpy's ``shape``)."""
+        return self._values.shape
+
+    shape = dimensions
+
+    @property
+    def values(self) -> np.ndarray:
+        """The values, flat and row-major, as a read-only numpy view.
+
+        >>> arr(arr(1, 2), arr(3, 4)).values.tolist()
+        [1.0, 2.0, 3.0, 4.0]
+        """
+        return self._values.reshape(-1)
+
+    @property
+    def dtype(self) -> np.dtype:
+        """float64 or float32."""
+        return self._values.dtype
+
+    def numpy(self) -> np.ndarray:
+        """The values as a read-only numpy array of this array's dimensions.
+
+        >>> arr(1.0, 2.0).numpy().flags.writeable
+        False
+        """
+        return self._values
+
+    def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
+        if copy:
+            return np.array(self._values, dtype=dtype, copy=True)
+        return self._values if dtype is None else self._values.astype(dtype)
+
+    def __len__(self) -> int:
+        return self._values.shape[0]
+
+    def __getitem__(self, index: Union[int, tuple[int, ...]]) -> float:
+        """``a[i]`` is the i-th value in row-major order; ``a[i, j, k]`` a multi-index.
+
+        >>> a = arr(arr(1, 2, 3), arr(4, 5, 6))
+        >>> a[4], a[1, 1]
+        (5.0, 5.0)
+        >>> a[6]
+        Traceback (most recent call last):
+        ...
+        IndexError: index 6 is out of range for an array of 6 values
+        """
+        values = self._values
+        if isinstance(index, tuple):
+            if len(index) != values.ndim or not all(isinstance(i, (int, np.integer)) for i in index):
+                raise IndexError(f"index {index} does not address an element of dimensions {values.shape}")
+            for i, size in zip(index, values.shape):
+                if not -size <= i < size:
+                    raise IndexError(f"index {index} is out of range for dimensions {values.shape}")
+            return float(values[index])
+        if not isinstance(index, (int, np.integer)) or isinstance(index, bool):
+            raise TypeError(f"Array indices are whole numbers or tuples of them, got {index!r}")
+        if not -values.size <= index < values.size:
+            raise IndexError(f"index {index} is out of range for an array of {values.size} values")
+        return float(values.reshape(-1)[index])
+
+    def __eq__(self, other: object) -> bool:
+        """Equal dimensions and equal values (corgi's ``assert_eq!``); see ``allclose``."""
+        if not isinstance(other, Array):
+            return NotImplemented
+        return self._values.shape == other._values.shape and bool(np.array_equal(self._values, other._values))
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        flat = self.values
+        shown = [float(v) for v in flat] if flat.size <= 20 else [float(v) for v in flat[:8]] + ["..."] + [float(v) for v in flat[-3:]]
+        values = "[" + ", ".join(str(v) for v in shown) + "]"
+        tracked = ", tracked" if self._tracked else ""
+        return f"Array(dimensions={self.dimensions}, values={values}{tracked})"
+
+    def sum_all(self) -> float:
+        """The sum of every value, as a Python float (not tracked).
+
+        >>> arr(1, 2, 3).sum_all()
+        6.0
+        """
+        return float(self._values.sum())
+
+    # -- tracking -------------------------------------------------------
+
+    @property
+    def is_tracked(self) -> bool:
+        """Whether operations on this array record a graph."""
+        return self._tracked
+
+    def start_tracking(self) -> None:
+        """Mark this array tracked, in place."""
+        if self._node is None:
+            self._node = engine.Node()
+        self._tracked = True
+
+    def stop_tracking(self) -> None:
+        """Mark this array untracked, in place: operations on it record nothing."""
+        self._tracked = False
+
+    def tracked(self) -> "Array":
+        """Mark this array tracked and return it.
+
+        >>> a = arr(5.0).tracked()
+        >>> a.is_tracked, (a * 2).is_tracked, (arr(5.0) * 2).is_tracked
+        (True, True, False)
+        """
+        self.start_tracking()
+        return self
+
+    def untracked(self) -> "Array":
+        """Mark this array untracked and return it."""
+        self.stop_tracking()
+        return self
+
+    def backward(self, delta: Optional[Union["Array", np.ndarray, Sequence[float], float]] = None) -> None:
+        """Compute the gradient of every tracked array this one depends on.
+
+        ``delta`` defaults to ones; one with extra leading or broadcast
+        dimensions is summed down to this array's dimensions. Gradients add
+        up across calls. The pass runs on corgi's engine (``corgi.engine``).
+
+        >>> x = arr(3.0).tracked()
+        >>> y = x * x
+        >>> y.backward()
+        >>> x.gradient(), y.gradient()
+        (Array(dimensions=(1,), values=[6.0]), Array(dimensions=(1,), values=[1.0]))
+        """
+        if not self._tracked:
+            raise ValueError("backward: the array is not tracked; call tracked() on its inputs first")
+        engine.backward(self._node, self._delta(delta))
+
+    def _delta(self, delta: Any) -> np.ndarray:
+        values = self._values
+        if delta is None:
+            return np.ones(values.shape, dtype=values.dtype)
+        if isinstance(delta, Array):
+            delta = delta._values
+        elif not isinstance(delta, np.ndarray):
+            try:
+                delta = np.asarray(delta)
+            except ValueError as error:
+                raise ValueError(f"backward: delta is not a rectangular array of numbers: {error}") from None
+        if delta.dtype.kind not in "fiu" or not np.can_cast(delta.dtype, values.dtype, "same_kind"):
+            raise TypeError(f"backward: a delta of dtype {delta.dtype} does not fit an array of {values.dtype}")
+        delta = np.array(delta, dtype=values.dtype, copy=True).reshape(delta.shape or (1,))
+        delta.flags.writeable = False
+        return sum_to(delta, values.shape, "backward")
+
+    def gradient(self) -> Optional["Array"]:
+        """The accumulated gradient, or None if no pass has reached this array."""
+        node = self._node
+        if node is None or node.gradient is None:
+            return None
+        return Array._wrap(node.gradient)
+
+    def clear_gradient(self) -> None:
+        """Forget the accumulated gradient."""
+        if self._node is not None:
+            self._node.clear_gradient()
+
+    # -- operations -----------------------------------------------------
+
+    def __add__(self, other: Operand) -> "Array":
+        return _binary("add", self, other)
+
+    def __radd__(self, other: Operand) -> "Array":
+        return _binary("add", other, self)
+
+    def __sub__(self, other: Operand) -> "Array":
+        return _binary("sub", self, other)
+
+    def __rsub__(self, other: Operand) -> "Array":
+        return _binary("sub", other, self)
+
+    def __mul__(self, other: Operand) -> "Array":
+        return _binary("mul", self, other)
+
+    def __rmul__(self, other: Operand) -> "Array":
+        return _binary("mul", other, self)
+
+    def __truediv__(self, other: Operand) -> "Array":
+        return _binary("div", self, other)
+
+    def __rtruediv__(self, other: Operand) -> "Array":
+        return _binary("div", other, self)
+
+    def __neg__(self) -> "Array":
+        return _apply("neg", (self,))
+
+    def __pow__(self, exponent: Operand) -> "Array":
+        if isinstance(exponent, Array):
+            return _apply("pow", (self, exponent))
+        return self.powf(exponent)
+
+    def __rpow__(self, base: Operand) -> "Array":
+        return _binary("pow", base, self)
+
+    def __matmul__(self, other: "Array") -> "Array":
+        """``a @ b`` follows ``numpy.matmul``'s rules for 1-D operands."""
+        if not isinstance(other, Array):
+            return NotImplemented
+        return _apply("matmul", (self, other), {"vectors": "numpy"})
+
+    def powf(self, exponent: float) -> "Array":
+        """Each value to the power ``exponent``: ``d/dx x^e = e x^(e-1)``.
+
+        >>> x = arr(2.0).tracked()
+        >>> y = x.powf(3.0)
+        >>> y.backward()
+        >>> y[0], x.gradient()[0]
+        (8.0, 12.0)
+        """
+        if not isinstance(exponent, numbers.Real):
+            raise TypeError(f"powf: the exponent must be a real number, got {exponent!r}")
+        return _apply("powf", (self,), {"exponent": float(exponent)})
+
+    def reciprocal(self) -> "Array":
+        """``1 / x`` elementwise."""
+        return _apply("reciprocal", (self,))
+
+    def ln(self) -> "Array":
+        """The natural logarithm, elementwise."""
+        return _apply("ln", (self,))
+
+    def exp(self) -> "Array":
+        """``e^x`` elementwise."""
+        return _apply("exp", (self,))
+
+    def relu(self) -> "Array":
+        """``max(x, 0)`` elementwise.
+
+        >>> arr(-1.0, 2.0).relu()
+        Array(dimensions=(2,), values=[0.0, 2.0])
+        """
+        return _apply("relu", (self,))
+
+    def sigmoid(self) -> "Array":
+        """``1 / (1 + e^-x)`` elementwise, finite for any input."""
+        return _apply("sigmoid", (self,))
+
+    def tanh(self) -> "Array":
+        """The hyperbolic tangent, elementwise."""
+        return _apply("tanh", (self,))
+
+    def softmax(self) -> "Array":
+        """The softmax over the last dimension, stable for large inputs.
+
+        >>> arr(1000.0, 1000.0).softmax()
+        Array(dimensions=(2,), values=[0.5, 0.5])
+        """
+        return _apply("softmax", (self,))
+
+    def sum(self, skip_count: int = 1) -> "Array":
+        """Sum over the last ``skip_count`` dimensions, leaving one dimension of 1.
+
+        >>> arr(arr(1, 2, 3), arr(4, 5, 6)).sum()
+        Array(dimensions=(2, 1), values=[6.0, 15.0])
+        """
+        if not isinstance(skip_count, int):
+            raise TypeError(f"sum: skip_count must be a whole number, got {skip_count!r}")
+        return _apply("sum", (self,), {"skip_count": skip_count})
+
+    def reshape(self, dimensions: Dimensions) -> "Array":
+        """The same values in new dimensions (their product must not change).
+
+        >>> arr(1, 2, 3, 4).reshape((2, 2)).dimensions
+        (2, 2)
+        """
+        return _apply("reshape", (self,), {"dimensions": _dimensions(dimensions, "reshape")})
+
+    @staticmethod
+    def axpy(alpha: Operand, x: "Array", y: "Array") -> "Array":
+        """``alpha * x + y``.
+
+        >>> Array.axpy(-2.0, arr(1.0, 2.0), arr(5.0, 6.0))
+        Array(dimensions=(2,), values=[3.0, 2.0])
+        """
+        return alpha * x + y
+
+    @staticmethod
+    def matmul(
+        a: tuple["Array", bool],
+        b: tuple["Array", bool],
+        c: Optional["Array"] = None,
+    ) -> "Array":
+        """``op(a) @ op(b) + c``, where ``op`` transposes the last two dimensions on request.
+
+        Batched over leading dimensions, which broadcast. A 1-D operand is a
+        row vector (a column when transposed); two plain 1-D operands give
+        their dot product, of dimensions (1,). ``c`` broadcasts to the result.
+
+        >>> a = arr(arr(1.0, 2.0, 3.0), arr(4.0, 5.0, 6.0))
+        >>> b = arr(arr(5.0, 3.0), arr(2.0, 6.0), arr(1.0, 2.0))
+        >>> Array.matmul((a, False), (b, False))
+        Array(dimensions=(2, 2), values=[12.0, 21.0, 36.0, 54.0])
+        >>> Array.matmul((arr(1.0, 2.0), False), (arr(3.0, 4.0), True))
+        Array(dimensions=(1,), values=[11.0])
+        """
+        (left, transpose_a), (right, transpose_b) = _pair_operand(a, "a"), _pair_operand(b, "b")
+        operands = (left, right) if c is None else (left, right, _array_operand(c, "matmul", "c"))
+        return _apply("matmul", operands, {"transpose_a": transpose_a, "transpose_b": transpose_b})
+
+    def conv(self, filters: "Array", stride: tuple[int, int] = (1, 1)) -> "Array":
+        """Valid cross-correlation with ``filters`` (count, depth, rows, cols) or one (depth, rows, cols).
+
+        The input is (..., depth, rows, cols); the output (..., count, out_rows, out_cols).
+
+        >>> image = Array(list(range(16)), dimensions=(1, 4, 4))
+        >>> image.conv(Array.zeros((1, 1, 2, 2)) + 1.0, stride=(2, 2))
+        Array(dimensions=(1, 2, 2), values=[10.0, 18.0, 42.0, 50.0])
+        """
+        return _apply("conv", (self, _array_operand(filters, "conv", "filters")), {"stride": stride})
+
+    def max_pool(self, pool: tuple[int, int] = (2, 2), stride: tuple[int, int] = (2, 2)) -> "Array":
+        """The maximum of each ``pool`` window over the last two dimensions.
+
+        >>> Array(list(range(16)), dimensions=(4, 4)).max_pool()
+        Array(dimensions=(2, 2), values=[5.0, 7.0, 13.0, 15.0])
+        """
+        return _apply("max_pool", (self,), {"pool": pool, "stride": stride})
+
+    @staticmethod
+    def op(
+        arrays: Sequence["Array"],
+        forward_op: Callable[[list["Array"]], "Array"],
+        backward_op: Optional[Callable[[list["Array"], list[bool], "Array"], Sequence[Optional["Array"]]]] = None,
+        name: str = "op",
+    ) -> "Array":
+        """A user-defined operation that runs through the same engine.
+
+        ``forward_op(arrays)`` returns the value; ``backward_op(children,
+        is_tracked, delta)`` returns one gradient (an Array or None) per input.
+        Without ``backward_op`` the result is untracked.
+
+        >>> x = arr(3.0).tracked()
+        >>> square = Array.op([x], lambda xs: xs[0] * xs[0], lambda xs, t, d: [2.0 * xs[0] * d])
+        >>> square.backward()
+        >>> square[0], x.gradient()[0]
+        (9.0, 6.0)
+        """
+        from .custom import custom_op
+
+        return custom_op(arrays, forward_op, backward_op, name)
+
+
+def arr(*items: Any) -> Array:
+    """corgi's ``arr!``: numbers make a 1-D array; equal Arrays stack under a new first dimension.
+
+    >>> arr(5.0).dimensions
+    (1,)
+    >>> arr(arr(1, 2, 3), arr(4, 5, 6)).dimensions
+    (2, 3)
+    """
+    if not items:
+        raise ValueError("arr: needs at least one item")
+    if all(isinstance(item, Array) for item in items):
+        shapes = {item.dimensions for item in items}
+        if len(shapes) != 1:
+            raise ValueError(f"arr: arrays of unequal dimensions can't stack: {sorted(shapes)}")
+        dtype = np.result_type(*(item.dtype for item in items))
+        return Array._wrap(np.stack([item._values for item in items]).astype(dtype, copy=False))
+    if any(isinstance(item, Array) for item in items):
+        raise TypeError("arr: mix of Arrays and numbers; give all numbers or all Arrays")
+    return Array(list(items))
+
+
+def allclose(a: Array, b: Array, rtol: float = 1e-5, atol: float = 1e-8) -> bool:
+    """True when ``a`` and ``b`` have equal dimensions and values within tolerance.
+
+    >>> allclose(arr(1.0, 2.0), arr(1.0, 2.0 + 1e-9))
+    True
+    """
+    if not isinstance(a, Array) or not isinstance(b, Array):
+        raise TypeError(f"allclose: expects two Arrays, got {type(a).__name__} and {type(b).__name__}")
+    return a.dimensions == b.dimensions and bool(np.allclose(a._values, b._values, rtol=rtol, atol=atol))
+
+
+# -- the one wrapper every operation goes through ---------------------------
+
+
+def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
+    raw = [operand._values if type(operand) is Array else operand for operand in operands]
+    try:
+        result = PRIMITIVES[name](*raw, **params) if params else PRIMITIVES[name](*raw)
+    except ValueError as error:
+        if str(error).startswith(f"{name}:"):
+            raise
+        shapes = " and ".join(str(np.shape(r)) for r in raw)
+        raise ValueError(f"{name}: incompatible dimensions {shapes}") from None
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = Array._wrap(value)
+    tracked = [i for i, operand in enumerate(operands) if type(operand) is Array and operand._tracked]
+    if tracked:
+        vjps = result[1]
+        inputs = tuple(operands[i]._node for i in tracked)
+        rules = [(vjps[i], raw[i].shape, raw[i].dtype) for i in tracked]
+        cost = result[2] if len(result) > 2 else value.size
+        out._node = engine.Node(inputs, _vjp(rules), name, cost)
+        out._tracked = True
+    return out
+
+
+def _vjp(rules: list) -> Callable[[np.ndarray], tuple]:
+    if len(rules) == 1:
+        ((rule, shape, dtype),) = rules
+
+        def one(delta: np.ndarray) -> tuple:
+            d = rule(delta)
+            if d.shape != shape:
+                d = sum_to(d, shape)
+            return (d if d.dtype == dtype else d.astype(dtype),)
+
+        return one
+
+    def many(delta: np.ndarray) -> tuple:
+        out = []
+        for rule, shape, dtype in rules:
+            d = rule(delta)
+            if d.shape != shape:
+                d = sum_to(d, shape)
+            out.append(d if d.dtype == dtype else d.astype(dtype))
+        return out
+
+    return many
+
+
+def _binary(name: str, x: Any, y: Any) -> Array:
+    return _apply(name, (_operand(x, name), _operand(y, name)))
+
+
+def _operand(x: Any, where: str) -> Any:
+    if type(x) is Array or isinstance(x, Array):
+        return x
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return float(x)
+    if isinstance(x, np.ndarray):
+        return _to_values(x, None, x.dtype if x.dtype.kind == "f" else None)
+    raise TypeError(f"{where}: expects an Array or a number, got {type(x).__name__}")
+
+
+def _array_operand(x: Any, where: str, what: str) -> Array:
+    if not isinstance(x, Array):
+        raise TypeError(f"{where}: {what} must be an Array, got {type(x).__name__}")
+    return x
+
+
+def _pair_operand(pair: Any, what: str) -> tuple[Array, bool]:
+    try:
+        array, transpose = pair
+    except (TypeError, ValueError):
+        raise TypeError(f"matmul: {what} must be a pair (Array, transpose), got {pair!r}") from None
+    return _array_operand(array, "matmul", what), bool(transpose)
+
+
+# -- construction helpers ---------------------------------------------------
+
+
+def _resolve(dtype: Optional[FloatType], where: str) -> type:
+    return default_float() if dtype is None else float_type(dtype, where)
+
+
+def _dimensions(dimensions: Dimensions, where: str) -> tuple[int, ...]:
+    if isinstance(dimensions, (int, np.integer)):
+        dimensions = (dimensions,)
+    try:
+        shape = tuple(int(d) for d in dimensions)
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: dimensions must be whole numbers, got {dimensions!r}") from None
+    if not shape or any(d < 1 for d in shape):
+        raise ValueError(f"{where}: every dimension must be at least 1, got {shape}")
+    return shape
+
+
+def _to_values(values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType]) -> np.ndarray:
+    if isinstance(values, Array):
+        values = values._values
+    if dtype is None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
+        target = float_type(values.dtype, "Array")
+    else:
+        target = _resolve(dtype, "Array")
+    try:
+        data = np.array(values, copy=True)
+    except ValueError as error:
+        raise ValueError(f"Array: values are not a rectangular array of numbers ({error})") from None
+    if data.dtype.kind not in "biuf":
+        raise TypeError(f"Array: values must be real numbers, got {data.dtype} values")
+    data = data.astype(target, copy=False)
+    if dimensions is not None:
+        shape = _dimensions(dimensions, "Array")
+        if data.size != int(np.prod(shape)):
+            raise ValueError(f"Array: dimensions {shape} need {int(np.prod(shape))} values, got {data.size}")
+        data = data.reshape(shape)
+    elif data.ndim == 0:
+        data = data.reshape(1)
+    if data.size == 0:
+        raise ValueError(f"Array: every dimension must be at least 1, got {data.shape}")
+    data.flags.writeable = False
+    return data

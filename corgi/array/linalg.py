@@ -1,0 +1,90 @@
+"""Sums, reshapes and matrix products (corgi's ``src/array/linalg.rs``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .registry import register
+
+
+@register("sum")
+def sum_last(x, skip_count):
+    # y = sum of x over its last skip_count axes, kept as one axis of 1 (corgi's shape rule:
+    # 2x3 summed gives 2x1); dx = dy broadcast back over the summed axes
+    if not 1 <= skip_count <= x.ndim:
+        raise ValueError(f"sum: skip_count must be between 1 and {x.ndim} for dimensions {x.shape}, got {skip_count}")
+    lead = x.shape[: x.ndim - skip_count]
+    out = x.reshape(lead + (-1,)).sum(axis=-1, keepdims=True)
+    spread = lead + (1,) * skip_count
+    return out, (lambda g: np.broadcast_to(g.reshape(spread), x.shape),)
+
+
+@register("reshape")
+def reshape(x, dimensions):
+    # a reshape moves no value: dx = dy in x's dimensions
+    if int(np.prod(dimensions)) != x.size or any(d < 1 for d in dimensions):
+        raise ValueError(f"reshape: can't reshape dimensions {x.shape} ({x.size} values) to {tuple(dimensions)}")
+    return x.reshape(dimensions), (lambda g: g.reshape(x.shape),)
+
+
+def _as_matrix(x, transpose, column):
+    """A 1-D operand as a row (1, k), or a column (k, 1) when ``column``; then transpose."""
+    if x.ndim == 1:
+        x = x[:, None] if column else x[None, :]
+    return np.swapaxes(x, -1, -2) if transpose else x
+
+
+@register("matmul")
+def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
+    # Y = A' B' + C with A' = A or A^T, B' = B or B^T (batched, broadcast over leading axes);
+    # dA' = G B'^T, dB' = A'^T G, dC = G; a transposed operand gets the transposed delta.
+    if a.ndim == 0 or b.ndim == 0:
+        raise ValueError(f"matmul: operands need at least one dimension, got {a.shape} and {b.shape}")
+    if vectors == "numpy":
+        # numpy.matmul: a 1-D left operand is a row, a 1-D right operand a column
+        left, right = _as_matrix(a, transpose_a, False), _as_matrix(b, transpose_b, True)
+    else:
+        # corgi: a 1-D operand is a row, a column when transposed; two plain 1-D operands
+        # make a dot product (corgi reads the right one as a column)
+        dot = a.ndim == 1 and b.ndim == 1 and not transpose_a and not transpose_b
+        left = _as_matrix(a, transpose_a, False)
+        right = b[:, None] if dot else _as_matrix(b, transpose_b, False)
+    if left.shape[-1] != right.shape[-2]:
+        raise ValueError(
+            f"matmul: inner dimensions differ: {a.shape}{' transposed' if transpose_a else ''} "
+            f"and {b.shape}{' transposed' if transpose_b else ''}"
+        )
+    try:
+        out = np.matmul(left, right)
+    except ValueError:
+        raise ValueError(f"matmul: leading dimensions do not broadcast: {a.shape} and {b.shape}") from None
+    if c is not None:
+        try:
+            out = out + c
+        except ValueError:
+            raise ValueError(f"matmul: c of dimensions {np.shape(c)} does not broadcast to the product {out.shape}") from None
+    shape = out.shape
+    if a.ndim == 1 and b.ndim == 1 and shape[-2:] == (1, 1):
+        out = out.reshape(1)
+    elif vectors == "numpy":
+        # numpy drops the axis it added for a 1-D operand
+        out = out[..., 0] if b.ndim == 1 else out[..., 0, :] if a.ndim == 1 else out
+
+    def full(g):
+        return g.reshape(shape)
+
+    def grad_a(g):
+        g = full(g)
+        d = np.matmul(g, np.swapaxes(right, -1, -2))
+        d = np.swapaxes(d, -1, -2) if transpose_a else d
+        return d.reshape(d.shape[:-2] + (-1,)) if a.ndim == 1 else d
+
+    def grad_b(g):
+        g = full(g)
+        d = np.matmul(np.swapaxes(left, -1, -2), g)
+        d = np.swapaxes(d, -1, -2) if transpose_b else d
+        return d.reshape(d.shape[:-2] + (-1,)) if b.ndim == 1 else d
+
+    vjps = (grad_a, grad_b) if c is None else (grad_a, grad_b, full)
+    # the backward does two products of the forward's size
+    return out, vjps, 2 * out.size * left.shape[-1]

@@ -1,0 +1,51 @@
+"""Consumer counting: how many reports each node waits for in one pass.
+
+Only consumers reachable from the root count, so an unrelated consumer of a
+shared input never holds a pass up. Every edge counts once: ``x * x`` reports
+to ``x`` twice. The walk keeps its own stack, so a chain of a million nodes
+needs no recursion.
+"""
+
+from __future__ import annotations
+
+from .node import Node
+
+
+def count_consumers(root: Node, key: object) -> list[Node]:
+    """Register ``key``'s counters on every node below ``root``.
+
+    Returns the nodes reached, root first. Each one gets
+    ``pending[key] = [consumers, []]``; the root has no consumers in this
+    pass and gets no entry.
+
+    >>> a = Node(); b = Node((a, a)); c = Node((b, a))
+    >>> [n is m for n, m in zip(count_consumers(c, "p"), (c, b, a))]
+    [True, True, True]
+    >>> b.pending["p"][0], a.pending["p"][0]
+    (1, 3)
+    """
+    reached = [root]
+    stack = [root]
+    push = stack.append
+    pop = stack.pop
+    keep = reached.append
+    while stack:
+        for node in pop().inputs:
+            # Single-key dict reads and writes are atomic, and only this
+            # thread touches ``key`` until counting ends, so no lock is needed
+            # here even while other passes use the same nodes.
+            state = node.pending.get(key)
+            if state is None:
+                node.pending[key] = [1, []]
+                keep(node)
+                push(node)
+            else:
+                state[0] += 1
+    return reached
+
+
+def forget(nodes: list[Node], key: object) -> None:
+    """Drop ``key``'s counters from ``nodes`` (after a failed pass)."""
+    for node in nodes:
+        with node.lock:
+            node.pending.pop(key, None)

@@ -1,0 +1,70 @@
+"""A graph node: what a tracked array was computed from, and how to send a delta back.
+
+The engine sees nodes only. A node knows its ``inputs`` (the nodes it was
+computed from), a ``vjp`` that turns the delta arriving at the node into one
+delta per input, a lock, and a per-pass consumer counter. Deltas can be any
+values that support ``+`` (numpy arrays in corgi, plain integers in the
+engine's own tests): the engine never looks inside them.
+"""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from typing import Any, Callable, Optional, Sequence
+
+# Creation order gives every node a sequence id. ``itertools.count`` is atomic
+# (under the GIL, and by its own lock on free-threaded builds since 3.13), so
+# ids are unique across threads; they order the deltas a node sums.
+_sequence = itertools.count()
+
+Vjp = Callable[[Any], Sequence[Any]]
+
+
+class Node:
+    """One vertex of the graph a tracked array records.
+
+    ``pending`` maps a running pass to ``[remaining, received]``: how many
+    consumers still have to report in that pass, and the ``(key, delta)``
+    pairs they reported so far. It is read and written only under ``lock``,
+    so several passes can run through one node at once without sharing a
+    count. ``gradient`` is the sum of every committed pass's delta.
+
+    >>> leaf = Node()
+    >>> double = Node((leaf,), lambda delta: (2 * delta,), name="double")
+    >>> double.inputs == (leaf,), double.name, leaf.gradient
+    (True, 'double', None)
+    """
+
+    __slots__ = ("inputs", "vjp", "name", "cost", "seq", "lock", "pending", "gradient", "__weakref__")
+
+    def __init__(
+        self,
+        inputs: tuple["Node", ...] = (),
+        vjp: Optional[Vjp] = None,
+        name: str = "leaf",
+        cost: int = 0,
+    ) -> None:
+        self.inputs = inputs
+        self.vjp = vjp
+        self.name = name
+        # An estimate of the work in ``vjp`` (about one unit per element or
+        # multiply-add); the scheduler hands only costly nodes to the pool.
+        self.cost = cost
+        self.seq = next(_sequence)
+        self.lock = threading.Lock()
+        self.pending: dict[object, list] = {}
+        self.gradient: Any = None
+
+    @property
+    def is_leaf(self) -> bool:
+        """True for a node that records no inputs."""
+        return not self.inputs
+
+    def clear_gradient(self) -> None:
+        """Forget the accumulated gradient."""
+        with self.lock:
+            self.gradient = None
+
+    def __repr__(self) -> str:
+        return f"Node({self.name}#{self.seq}, inputs={[i.seq for i in self.inputs]})"

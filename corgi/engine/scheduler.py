@@ -1,0 +1,275 @@
+"""One backward pass: deliver deltas, fire nodes, finish or fail as a whole.
+
+The algorithm, in the order it runs:
+
+1. Count: every node below the root learns how many consumers will report
+   to it in this pass (``counting.count_consumers``).
+2. Run: the calling thread runs the root's vjp and reports each result to
+   the input it belongs to. A report takes the input's lock, stores the
+   delta under a canonical key, decrements the count and, if that was the
+   last report, removes the entry: the reporter that completed the count is
+   the one that fires the node. It sums the deltas in key order (consumer
+   sequence id, then argument position), so the sum never depends on which
+   thread arrived first.
+3. Hand-off: of the nodes a step makes ready, the thread keeps one and
+   queues the others on the pass. Costly ones also get a ticket on the pool:
+   a task that pops one queued node if any is left and returns at once if not.
+   No task ever waits for another, so a pool of any size finishes any graph.
+   The caller pops queued nodes too, and sleeps only when there is nothing to
+   pop and work is still running elsewhere.
+4. Finish: when every counted node has run, the gradients staged during the
+   pass are added to the nodes' gradients. If any vjp raised, the pass stops
+   scheduling, waits for running steps, drops its counters and staged
+   gradients (so a failed pass changes no gradient) and re-raises the first
+   exception with its own type and traceback.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import threading
+from collections import deque
+from typing import Any, Optional
+
+from . import pool as _pool
+from . import trace as _trace
+from .counting import count_consumers, forget
+from .node import Node
+
+_pass_ids = iter(range(1, 1 << 62)).__next__
+
+
+class _Pass:
+    __slots__ = (
+        "id", "cond", "ready", "remaining", "active", "waiting", "error",
+        "staged", "executor", "handoff_cost", "context", "trace",
+    )
+
+    def __init__(self, remaining: int, trace: Optional[_trace.Recorder]) -> None:
+        self.id = _pass_ids()
+        self.cond = threading.Condition(threading.Lock())
+        self.ready: deque = deque()
+        self.remaining = remaining  # counted nodes that have not run yet
+        self.active = 0  # pool threads inside a step of this pass
+        self.waiting = False  # the caller sleeps on ``cond``
+        self.error: Optional[BaseException] = None
+        self.staged: list = []  # (node, delta): committed only on success
+        settings = _pool.settings()
+        self.executor = _pool.executor()
+        self.handoff_cost = settings.handoff_cost
+        self.context: Optional[contextvars.Context] = None
+        self.trace = trace
+
+    # -- running steps ---------------------------------------------------
+
+    def run_from(self, node: Node, delta: Any) -> int:
+        """Run ``node`` and then, one at a time, the node each step kept.
+
+        Returns how many nodes ran. Never raises: the first exception of the
+        pass is stored in ``error`` and stops further steps.
+        """
+        ran = 0
+        key = self
+        trace = self.trace
+        staged = self.staged.append
+        try:
+            while node is not None:
+                if self.error is not None:
+                    break
+                if trace is not None:
+                    trace.event("fire", key.id, node)
+                inputs = node.inputs
+                deltas = None
+                if delta is not None:
+                    staged((node, delta))
+                    if inputs:
+                        deltas = node.vjp(delta)
+                        if len(deltas) != len(inputs):
+                            raise ValueError(
+                                f"backward of {node.name} returned {len(deltas)} deltas "
+                                f"for {len(inputs)} inputs"
+                            )
+                keep = None
+                for position, target in enumerate(inputs):
+                    sent = None if deltas is None else deltas[position]
+                    if trace is not None:
+                        trace.event("send", key.id, node, target, sent is not None)
+                    lock = target.lock
+                    lock.acquire()
+                    try:
+                        state = target.pending.get(key)
+                        if state is None:
+                            raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
+                        received = state[1]
+                        received.append((node.seq, position, sent))
+                        state[0] -= 1
+                        remaining = state[0]
+                        if remaining == 0:
+                            del target.pending[key]
+                    finally:
+                        lock.release()
+                    if remaining:
+                        continue
+                    total = _sum_in_order(received)
+                    if keep is None:
+                        keep = (target, total)
+                    else:
+                        keep = self._hand_off(keep, target, total)
+                ran += 1
+                if trace is not None:
+                    trace.event("complete", key.id, node)
+                if keep is None:
+                    break
+                node, delta = keep
+        except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
+            self.fail(error)
+        return ran
+
+    def _hand_off(self, keep: tuple, target: Node, total: Any) -> tuple:
+        """Two nodes are ready: keep the cheaper on this thread, queue the other."""
+        queued = (target, total)
+        if target.cost < keep[0].cost:
+            keep, queued = queued, keep
+        with self.cond:
+            self.ready.append(queued)
+            if self.waiting:
+                self.cond.notify()
+        executor = self.executor
+        if executor is not None and queued[0].cost >= self.handoff_cost:
+            if self.context is None:
+                self.context = contextvars.copy_context()
+            # Each ticket runs in its own copy: one Context can't be entered
+            # by two threads at once.
+            executor.submit(self.context.copy().run, self.ticket)
+        return keep
+
+    def ticket(self) -> None:
+        """A pool task: run one queued node (and what it keeps), never wait."""
+        cond = self.cond
+        with cond:
+            if self.error is not None or not self.ready:
+                return
+            node, delta = self.ready.popleft()
+            self.active += 1
+        ran = 0
+        try:
+            ran = self.run_from(node, delta)
+        finally:
+            with cond:
+                self.active -= 1
+                self.remaining -= ran
+                if self.waiting:
+                    cond.notify()
+
+    def fail(self, error: BaseException) -> None:
+        with self.cond:
+            if self.error is None:
+                self.error = error
+                if self.trace is not None:
+                    self.trace.event("error", self.id, None, None, type(error).__name__)
+            self.ready.clear()
+            if self.waiting:
+                self.cond.notify()
+
+    # -- the caller ------------------------------------------------------
+
+    def drive(self, root: Node, delta: Any) -> None:
+        """Run the pass on the calling thread until every step has finished."""
+        ran = self.run_from(root, delta)
+        cond = self.cond
+        while True:
+            with cond:
+                self.remaining -= ran
+                ran = 0
+                while True:
+                    if self.error is not None:
+                        if self.active == 0:
+                            return
+                    elif self.remaining == 0:
+                        return
+                    elif self.ready:
+                        node, delta = self.ready.popleft()
+                        break
+                    self.waiting = True
+                    try:
+                        cond.wait()
+                    finally:
+                        self.waiting = False
+            ran = self.run_from(node, delta)
+
+    def wait_idle(self) -> None:
+        """Wait until no pool thread runs a step of this (failed) pass."""
+        with self.cond:
+            while self.active:
+                self.waiting = True
+                try:
+                    self.cond.wait()
+                finally:
+                    self.waiting = False
+
+
+def _sum_in_order(received: list) -> Any:
+    """Add the reported deltas in (consumer id, position) order; None means none."""
+    if len(received) == 1:
+        return received[0][2]
+    received.sort(key=_order)
+    total = None
+    for _, _, delta in received:
+        if delta is not None:
+            total = delta if total is None else total + delta
+    return total
+
+
+def _order(report: tuple) -> tuple:
+    return report[0], report[1]
+
+
+def backward(root: Node, delta: Any) -> None:
+    """Send ``delta`` back from ``root`` and accumulate every reached node's gradient.
+
+    Blocks until the pass is over. Raises the first exception a vjp raised;
+    then no gradient has changed and the graph can be run again.
+
+    >>> from corgi.engine import Node, backward
+    >>> x = Node()
+    >>> y = Node((x, x), lambda d: (3 * d, 4 * d), name="y")  # y = 3x + 4x
+    >>> backward(y, 1)
+    >>> x.gradient, y.gradient
+    (7, 1)
+    """
+    recorders = _trace.active()
+    key_holder = _Pass(0, recorders)
+    if recorders is not None:
+        recorders.event("start", key_holder.id, root)
+    reached = count_consumers(root, key_holder)
+    key_holder.remaining = len(reached)
+    if recorders is not None:
+        for node in reached:
+            state = node.pending.get(key_holder)
+            recorders.event("count", key_holder.id, node, None, 0 if state is None else state[0])
+    try:
+        key_holder.drive(root, delta)
+    except BaseException as interrupt:  # noqa: B036 - e.g. KeyboardInterrupt while waiting
+        key_holder.fail(interrupt)
+        key_holder.wait_idle()
+    error = key_holder.error
+    if error is not None:
+        forget(reached, key_holder)
+        key_holder.staged.clear()
+        if recorders is not None:
+            recorders.event("end", key_holder.id, root, None, "failed")
+        key_holder = None
+        try:
+            raise error
+        finally:
+            error = None
+    for node, total in key_holder.staged:
+        lock = node.lock
+        lock.acquire()
+        try:
+            current = node.gradient
+            node.gradient = total if current is None else current + total
+        finally:
+            lock.release()
+    if recorders is not None:
+        recorders.event("end", key_holder.id, root, None, "done")

@@ -1,0 +1,189 @@
+"""Recording passes, and drawing them as Mermaid sequence diagrams.
+
+``with corgi.engine.trace() as t:`` collects the events of every pass that
+starts inside the block, on any thread: the pass starting, the consumer
+count of each node, each node firing, each delta sent, each node
+completing, errors and the end. ``t.events`` holds the records and
+``t.mermaid()`` renders them. Outside a ``trace`` block the engine records
+nothing and pays one ``None`` check per event site.
+"""
+
+from __future__ import annotations
+
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, NamedTuple, Optional
+
+
+class Event(NamedTuple):
+    """One thing that happened in a pass.
+
+    ``kind`` is one of ``start``, ``count``, ``fire``, ``send``, ``complete``,
+    ``error`` and ``end``. ``node`` and ``target`` are ``(name, sequence id)``
+    pairs (``target`` only for ``send``); ``detail`` is the consumer count of
+    ``count``, whether a ``send`` carried a delta, the exception type of
+    ``error`` and ``"done"``/``"failed"`` for ``end``.
+    """
+
+    kind: str
+    pass_id: int
+    node: Optional[tuple[str, int]]
+    target: Optional[tuple[str, int]]
+    detail: Any
+    thread: str
+
+
+class Recorder:
+    """What the scheduler calls; a ``Trace`` or several at once."""
+
+    def __init__(self, traces: tuple["Trace", ...]) -> None:
+        self.traces = traces
+
+    def event(self, kind: str, pass_id: int, node: Any, target: Any = None, detail: Any = None) -> None:
+        record = Event(
+            kind,
+            pass_id,
+            None if node is None else (node.name, node.seq),
+            None if target is None else (target.name, target.seq),
+            detail,
+            threading.current_thread().name,
+        )
+        for trace in self.traces:
+            trace.events.append(record)
+
+
+class Trace:
+    """The events of the passes run inside one ``trace()`` block.
+
+    >>> from corgi.engine import Node, backward, trace
+    >>> x = Node(name="x")
+    >>> y = Node((x,), lambda d: (2 * d,), name="double")
+    >>> with trace() as t:
+    ...     backward(y, 1)
+    >>> [event.kind for event in t.events]
+    ['start', 'count', 'count', 'fire', 'send', 'complete', 'fire', 'complete', 'end']
+    >>> print(t.mermaid())
+    sequenceDiagram
+        participant P1 as backward() 1
+        participant N1 as double 1
+        participant N2 as x 2
+        P1->>N1: delta (counted: x 2 waits for 1)
+        activate N1
+        Note right of N1: fired on caller 1
+        N1->>N2: delta
+        deactivate N1
+        activate N2
+        Note right of N2: fired on caller 1
+        deactivate N2
+        N1-->>P1: done
+    """
+
+    def __init__(self) -> None:
+        self.events: list[Event] = []
+
+    def mermaid(self, threads: bool = True) -> str:
+        """Render the events as a Mermaid ``sequenceDiagram``.
+
+        Nodes are numbered by first appearance and threads are named by role
+        (``caller k`` for the thread that called pass k's ``backward()``,
+        ``worker k`` for the others), so the same graph gives the same
+        diagram on every run. ``threads=False`` leaves thread notes out.
+        """
+        return _render(self.events, threads)
+
+
+_active: list[Trace] = []
+_active_lock = threading.Lock()
+_recorder: Optional[Recorder] = None
+
+
+def active() -> Optional[Recorder]:
+    """The recorder for a pass starting now, or ``None`` outside any trace."""
+    return _recorder
+
+
+@contextmanager
+def trace() -> Iterator[Trace]:
+    """Record every pass that starts inside the block (see ``Trace``)."""
+    global _recorder
+    recording = Trace()
+    with _active_lock:
+        _active.append(recording)
+        _recorder = Recorder(tuple(_active))
+    try:
+        yield recording
+    finally:
+        with _active_lock:
+            _active.remove(recording)
+            _recorder = Recorder(tuple(_active)) if _active else None
+
+
+def _render(events: list[Event], threads: bool) -> str:
+    nodes: dict[tuple[str, int], str] = {}
+    passes: dict[int, str] = {}
+    callers: dict[int, str] = {}  # pass id -> thread name of its caller
+    roles: dict[str, str] = {}
+    workers = [0]
+    lines: list[str] = []
+    counts: dict[int, list[str]] = {}
+
+    def node_id(node: tuple[str, int]) -> str:
+        if node not in nodes:
+            nodes[node] = f"N{len(nodes) + 1}"
+        return nodes[node]
+
+    def label(node: tuple[str, int]) -> str:
+        return f"{node[0]} {node_id(node)[1:]}"
+
+    def role(event: Event) -> str:
+        for pass_id, thread in callers.items():
+            if thread == event.thread and pass_id == event.pass_id:
+                return f"caller {passes[pass_id][1:]}"
+        if event.thread not in roles:
+            workers[0] += 1
+            roles[event.thread] = f"worker {workers[0]}"
+        return roles[event.thread]
+
+    for event in events:
+        if event.kind == "start":
+            passes[event.pass_id] = f"P{len(passes) + 1}"
+            callers[event.pass_id] = event.thread
+            node_id(event.node)
+            counts[event.pass_id] = []
+        elif event.kind == "count":
+            node_id(event.node)
+            if event.detail:
+                counts[event.pass_id].append(f"{label(event.node)} waits for {event.detail}")
+
+    body: list[str] = []
+    started: set[int] = set()
+    for event in events:
+        caller = passes.get(event.pass_id, "P?")
+        if event.kind == "fire":
+            target = nodes[event.node]
+            if event.pass_id not in started:
+                started.add(event.pass_id)
+                counted = "; ".join(counts.get(event.pass_id, [])) or "no inputs"
+                body.append(f"{caller}->>{target}: delta (counted: {counted})")
+            body.append(f"activate {target}")
+            if threads:
+                body.append(f"Note right of {target}: fired on {role(event)}")
+        elif event.kind == "send":
+            arrow = "->>" if event.detail else "-->>"
+            text = "delta" if event.detail else "no delta"
+            body.append(f"{nodes[event.node]}{arrow}{node_id(event.target)}: {text}")
+        elif event.kind == "complete":
+            body.append(f"deactivate {nodes[event.node]}")
+        elif event.kind == "error":
+            body.append(f"Note over {caller}: {event.detail} raised, pass cancelled")
+        elif event.kind == "end":
+            arrow = "-->>" if event.detail == "done" else "--x"
+            body.append(f"{nodes[event.node]}{arrow}{caller}: {event.detail}")
+
+    lines.append("sequenceDiagram")
+    for pass_id, name in passes.items():
+        lines.append(f"    participant {name} as backward() {name[1:]}")
+    for node, name in nodes.items():
+        lines.append(f"    participant {name} as {label(node)}")
+    lines.extend("    " + line for line in body)
+    return "\n".join(lines)
