@@ -55,7 +55,6 @@ class Array:
     @classmethod
     def _wrap(cls, values: np.ndarray) -> "Array":
         array = cls.__new__(cls)
-        values.flags.writeable = False
         array._values = values
         array._node = None
         array._tracked = False
@@ -87,7 +86,7 @@ class Array:
         >>> arr(arr(1, 2), arr(3, 4)).values.tolist()
         [1.0, 2.0, 3.0, 4.0]
         """
-        return self._values.reshape(-1)
+        return _read_only(self._values.reshape(-1))
 
     @property
     def dtype(self) -> np.dtype:
@@ -100,12 +99,12 @@ class Array:
         >>> arr(1.0, 2.0).numpy().flags.writeable
         False
         """
-        return self._values
+        return _read_only(self._values)
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if copy:
             return np.array(self._values, dtype=dtype, copy=True)
-        return self._values if dtype is None else self._values.astype(dtype)
+        return _read_only(self._values if dtype is None else self._values.astype(dtype))
 
     def __len__(self) -> int:
         return self._values.shape[0]
@@ -168,7 +167,7 @@ class Array:
     def start_tracking(self) -> None:
         """Mark this array tracked, in place."""
         if self._node is None:
-            self._node = engine.Node()
+            self._node = _ArrayNode()
         self._tracked = True
 
     def stop_tracking(self) -> None:
@@ -468,40 +467,55 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
     value = result[0]
     if type(value) is not np.ndarray:
         value = np.asarray(value)
-    out = Array._wrap(value)
-    tracked = [i for i, operand in enumerate(operands) if type(operand) is Array and operand._tracked]
-    if tracked:
-        vjps = result[1]
-        inputs = tuple(operands[i]._node for i in tracked)
-        rules = [(vjps[i], raw[i].shape, raw[i].dtype) for i in tracked]
+    out = Array.__new__(Array)
+    out._values = value
+    out._tracked = False
+    out._node = None
+    inputs = []
+    rules = []
+    vjps = result[1]
+    for operand, rule, values in zip(operands, vjps, raw):
+        if type(operand) is Array and operand._tracked:
+            inputs.append(operand._node)
+            rules.append((rule, values.shape, values.dtype))
+    if inputs:
         cost = result[2] if len(result) > 2 else value.size
-        out._node = engine.Node(inputs, _vjp(rules), name, cost)
+        out._node = _OpNode(tuple(inputs), rules, name, cost)
         out._tracked = True
     return out
 
 
-def _vjp(rules: list) -> Callable[[np.ndarray], tuple]:
-    if len(rules) == 1:
-        ((rule, shape, dtype),) = rules
+class _ArrayNode(engine.Node):
+    """The node of a tracked Array: deltas are numpy arrays."""
 
-        def one(delta: np.ndarray) -> tuple:
-            d = rule(delta)
-            if d.shape != shape:
-                d = sum_to(d, shape)
-            return (d if d.dtype == dtype else d.astype(dtype),)
+    __slots__ = ()
 
-        return one
+    def combine(self, deltas: list) -> np.ndarray:
+        # Many reports (a parameter used at every step of a long chain) add in
+        # one numpy reduction rather than one Python-level add each; the order
+        # is the engine's canonical one, so the bits are the same every run.
+        if len(deltas) < 8:
+            return engine.Node.combine(self, deltas)
+        return np.add.reduce(np.stack(deltas), axis=0)
 
-    def many(delta: np.ndarray) -> tuple:
+
+class _OpNode(_ArrayNode):
+    """A node made by ``_apply``: it calls its tracked operands' rules and fits their deltas."""
+
+    __slots__ = ("rules",)
+
+    def __init__(self, inputs: tuple, rules: list, name: str, cost: int) -> None:
+        engine.Node.__init__(self, inputs, None, name, cost)
+        self.rules = rules
+
+    def deltas(self, delta: np.ndarray) -> list:
         out = []
-        for rule, shape, dtype in rules:
+        for rule, shape, dtype in self.rules:
             d = rule(delta)
             if d.shape != shape:
                 d = sum_to(d, shape)
             out.append(d if d.dtype == dtype else d.astype(dtype))
         return out
-
-    return many
 
 
 def _binary(name: str, x: Any, y: Any) -> Array:
@@ -533,6 +547,14 @@ def _pair_operand(pair: Any, what: str) -> tuple[Array, bool]:
 
 
 # -- construction helpers ---------------------------------------------------
+
+
+def _read_only(values: np.ndarray) -> np.ndarray:
+    # Arrays own their numpy values and never write them; users get read-only
+    # views, so marking costs nothing on the operations' hot path.
+    view = values.view()
+    view.flags.writeable = False
+    return view
 
 
 def _resolve(dtype: Optional[FloatType], where: str) -> type:
@@ -574,5 +596,4 @@ def _to_values(values: Any, dimensions: Optional[Dimensions], dtype: Optional[Fl
         data = data.reshape(1)
     if data.size == 0:
         raise ValueError(f"Array: every dimension must be at least 1, got {data.shape}")
-    data.flags.writeable = False
     return data

@@ -14,8 +14,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
-from .. import engine
-from .core import Array
+from .core import Array, _ArrayNode
 
 
 def custom_op(
@@ -63,6 +62,6 @@ def custom_op(
             deltas.append(answer._values.astype(dtypes[i], copy=False))
         return deltas
 
-    out._node = engine.Node(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
+    out._node = _ArrayNode(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
     out._tracked = True
     return out

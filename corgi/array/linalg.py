@@ -10,11 +10,12 @@ from .registry import register
 @register("sum")
 def sum_last(x, skip_count):
     # y = sum of x over its last skip_count axes, kept as one axis of 1 (corgi's shape rule:
-    # 2x3 summed gives 2x1); dx = dy broadcast back over the summed axes
-    if not 1 <= skip_count <= x.ndim:
-        raise ValueError(f"sum: skip_count must be between 1 and {x.ndim} for dimensions {x.shape}, got {skip_count}")
+    # 2x3 summed gives 2x1; skip_count 0 is the identity, as in corgi); dx = dy broadcast back
+    # over the summed axes
+    if not 0 <= skip_count <= x.ndim:
+        raise ValueError(f"sum: skip_count must be between 0 and {x.ndim} for dimensions {x.shape}, got {skip_count}")
     lead = x.shape[: x.ndim - skip_count]
-    out = x.reshape(lead + (-1,)).sum(axis=-1, keepdims=True)
+    out = x.reshape(lead + (-1,)).sum(axis=-1).reshape(lead + (1,) if skip_count else lead)
     spread = lead + (1,) * skip_count
     return out, (lambda g: np.broadcast_to(g.reshape(spread), x.shape),)
 

@@ -15,13 +15,14 @@ def count_consumers(root: Node, key: object) -> list[Node]:
     """Register ``key``'s counters on every node below ``root``.
 
     Returns the nodes reached, root first. Each one gets
-    ``pending[key] = [consumers, []]``; the root has no consumers in this
-    pass and gets no entry.
+    ``pending[key] = consumers``; the root has no consumers in this pass and
+    gets no entry. Counts are plain integers: the walk allocates no
+    container per node, which keeps the garbage collector out of it.
 
     >>> a = Node(); b = Node((a, a)); c = Node((b, a))
     >>> [n is m for n, m in zip(count_consumers(c, "p"), (c, b, a))]
     [True, True, True]
-    >>> b.pending["p"][0], a.pending["p"][0]
+    >>> b.pending["p"], a.pending["p"]
     (1, 3)
     """
     reached = [root]
@@ -34,13 +35,14 @@ def count_consumers(root: Node, key: object) -> list[Node]:
             # Single-key dict reads and writes are atomic, and only this
             # thread touches ``key`` until counting ends, so no lock is needed
             # here even while other passes use the same nodes.
-            state = node.pending.get(key)
-            if state is None:
-                node.pending[key] = [1, []]
+            pending = node.pending
+            count = pending.get(key)
+            if count is None:
+                pending[key] = 1
                 keep(node)
                 push(node)
             else:
-                state[0] += 1
+                pending[key] = count + 1
     return reached
 
 

@@ -24,11 +24,18 @@ Vjp = Callable[[Any], Sequence[Any]]
 class Node:
     """One vertex of the graph a tracked array records.
 
-    ``pending`` maps a running pass to ``[remaining, received]``: how many
-    consumers still have to report in that pass, and the ``(key, delta)``
-    pairs they reported so far. It is read and written only under ``lock``,
-    so several passes can run through one node at once without sharing a
+    ``pending`` maps a running pass to how many consumers still have to
+    report in that pass: a plain count until the first report, then
+    ``[remaining, reports]`` with the ``(consumer id, position, delta)``
+    reports received so far. It is read and written only under ``lock``, so
+    several passes can run through one node at once without sharing a
     count. ``gradient`` is the sum of every committed pass's delta.
+
+    ``deltas(delta)`` turns the delta arriving at the node into one delta
+    per input (``None`` for "no gradient"); by default it calls ``vjp``.
+    Subclasses may override it instead of passing a ``vjp``, and may
+    override ``combine`` to add many deltas at once; the engine always hands
+    ``combine`` the deltas in the same canonical order.
 
     >>> leaf = Node()
     >>> double = Node((leaf,), lambda delta: (2 * delta,), name="double")
@@ -55,6 +62,17 @@ class Node:
         self.lock = threading.Lock()
         self.pending: dict[object, list] = {}
         self.gradient: Any = None
+
+    def deltas(self, delta: Any) -> Sequence[Any]:
+        """One delta per input for the ``delta`` arriving here."""
+        return self.vjp(delta)
+
+    def combine(self, deltas: list) -> Any:
+        """Add the deltas reported to this node, in the order given (never empty)."""
+        total = deltas[0]
+        for delta in deltas[1:]:
+            total = total + delta
+        return total
 
     @property
     def is_leaf(self) -> bool:

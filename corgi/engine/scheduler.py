@@ -29,6 +29,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import deque
+from operator import itemgetter
 from typing import Any, Optional
 
 from . import pool as _pool
@@ -42,7 +43,7 @@ _pass_ids = iter(range(1, 1 << 62)).__next__
 class _Pass:
     __slots__ = (
         "id", "cond", "ready", "remaining", "active", "waiting", "error",
-        "staged", "executor", "handoff_cost", "context", "trace",
+        "staged_nodes", "staged_deltas", "executor", "handoff_cost", "context", "trace",
     )
 
     def __init__(self, remaining: int, trace: Optional[_trace.Recorder]) -> None:
@@ -53,7 +54,11 @@ class _Pass:
         self.active = 0  # pool threads inside a step of this pass
         self.waiting = False  # the caller sleeps on ``cond``
         self.error: Optional[BaseException] = None
-        self.staged: list = []  # (node, delta): committed only on success
+        # Each node that ran, and the delta it received: committed only on
+        # success. Two flat lists, not pairs, so staging allocates nothing the
+        # garbage collector has to track.
+        self.staged_nodes: list = []
+        self.staged_deltas: list = []
         settings = _pool.settings()
         self.executor = _pool.executor()
         self.handoff_cost = settings.handoff_cost
@@ -71,65 +76,86 @@ class _Pass:
         ran = 0
         key = self
         trace = self.trace
-        staged = self.staged.append
+        stage_node = self.staged_nodes.append
+        stage_delta = self.staged_deltas.append
         try:
-            while node is not None:
+            while True:
                 if self.error is not None:
                     break
                 if trace is not None:
                     trace.event("fire", key.id, node)
                 inputs = node.inputs
-                deltas = None
                 if delta is not None:
-                    staged((node, delta))
+                    stage_node(node)
+                    stage_delta(delta)
                     if inputs:
-                        deltas = node.vjp(delta)
+                        deltas = node.deltas(delta)
                         if len(deltas) != len(inputs):
                             raise ValueError(
                                 f"backward of {node.name} returned {len(deltas)} deltas "
                                 f"for {len(inputs)} inputs"
                             )
+                    else:
+                        deltas = ()
+                else:
+                    deltas = (None,) * len(inputs)
                 keep = None
-                for position, target in enumerate(inputs):
-                    sent = None if deltas is None else deltas[position]
+                position = 0
+                for target, sent in zip(inputs, deltas):
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
+                    # The decision to fire is made under the same lock as the
+                    # decrement, so exactly one reporter sees the count reach 0.
                     lock = target.lock
                     lock.acquire()
-                    try:
-                        state = target.pending.get(key)
-                        if state is None:
-                            raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
-                        received = state[1]
-                        received.append((node.seq, position, sent))
-                        state[0] -= 1
-                        remaining = state[0]
-                        if remaining == 0:
-                            del target.pending[key]
-                    finally:
+                    pending = target.pending
+                    state = pending.get(key)
+                    if state == 1:
+                        del pending[key]
                         lock.release()
-                    if remaining:
+                        total = sent
+                    elif type(state) is int:
+                        pending[key] = [state - 1, [(node.seq, position, sent)]]
+                        lock.release()
+                        position += 1
                         continue
-                    total = _sum_in_order(received)
-                    if keep is None:
-                        keep = (target, total)
+                    elif state is None:
+                        lock.release()
+                        raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     else:
-                        keep = self._hand_off(keep, target, total)
+                        reports = state[1]
+                        reports.append((node.seq, position, sent))
+                        state[0] -= 1
+                        if state[0]:
+                            lock.release()
+                            position += 1
+                            continue
+                        del pending[key]
+                        lock.release()
+                        total = _sum_in_order(target, reports)
+                    position += 1
+                    if keep is None:
+                        keep = target
+                        kept = total
+                    else:
+                        keep, kept = self._hand_off(keep, kept, target, total)
                 ran += 1
                 if trace is not None:
                     trace.event("complete", key.id, node)
                 if keep is None:
                     break
-                node, delta = keep
+                node = keep
+                delta = kept
         except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
             self.fail(error)
         return ran
 
-    def _hand_off(self, keep: tuple, target: Node, total: Any) -> tuple:
+    def _hand_off(self, keep: Node, kept: Any, target: Node, total: Any) -> tuple:
         """Two nodes are ready: keep the cheaper on this thread, queue the other."""
         queued = (target, total)
-        if target.cost < keep[0].cost:
-            keep, queued = queued, keep
+        if target.cost < keep.cost:
+            queued = (keep, kept)
+            keep, kept = target, total
         with self.cond:
             self.ready.append(queued)
             if self.waiting:
@@ -141,7 +167,7 @@ class _Pass:
             # Each ticket runs in its own copy: one Context can't be entered
             # by two threads at once.
             executor.submit(self.context.copy().run, self.ticket)
-        return keep
+        return keep, kept
 
     def ticket(self) -> None:
         """A pool task: run one queued node (and what it keeps), never wait."""
@@ -208,20 +234,14 @@ class _Pass:
                     self.waiting = False
 
 
-def _sum_in_order(received: list) -> Any:
+def _sum_in_order(target: Node, reports: list) -> Any:
     """Add the reported deltas in (consumer id, position) order; None means none."""
-    if len(received) == 1:
-        return received[0][2]
-    received.sort(key=_order)
-    total = None
-    for _, _, delta in received:
-        if delta is not None:
-            total = delta if total is None else total + delta
-    return total
+    reports.sort(key=_order)
+    deltas = [delta for _, _, delta in reports if delta is not None]
+    return target.combine(deltas) if deltas else None
 
 
-def _order(report: tuple) -> tuple:
-    return report[0], report[1]
+_order = itemgetter(0, 1)
 
 
 def backward(root: Node, delta: Any) -> None:
@@ -245,8 +265,7 @@ def backward(root: Node, delta: Any) -> None:
     key_holder.remaining = len(reached)
     if recorders is not None:
         for node in reached:
-            state = node.pending.get(key_holder)
-            recorders.event("count", key_holder.id, node, None, 0 if state is None else state[0])
+            recorders.event("count", key_holder.id, node, None, node.pending.get(key_holder, 0))
     try:
         key_holder.drive(root, delta)
     except BaseException as interrupt:  # noqa: B036 - e.g. KeyboardInterrupt while waiting
@@ -255,7 +274,8 @@ def backward(root: Node, delta: Any) -> None:
     error = key_holder.error
     if error is not None:
         forget(reached, key_holder)
-        key_holder.staged.clear()
+        key_holder.staged_nodes.clear()
+        key_holder.staged_deltas.clear()
         if recorders is not None:
             recorders.event("end", key_holder.id, root, None, "failed")
         key_holder = None
@@ -263,7 +283,7 @@ def backward(root: Node, delta: Any) -> None:
             raise error
         finally:
             error = None
-    for node, total in key_holder.staged:
+    for node, total in zip(key_holder.staged_nodes, key_holder.staged_deltas):
         lock = node.lock
         lock.acquire()
         try:

@@ -1,0 +1,67 @@
+"""A convolutional layer: ``y = activation(x.conv(filters, stride) + b)``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..activation import Activation
+from ..array import Array
+from ..initializer import Initializer
+from .base import Layer, activation_name
+
+
+class Conv(Layer):
+    """A valid convolution with ``filter_dimensions`` (count, depth, rows, cols) and a stride.
+
+    ``filters`` are (count, depth, rows, cols) and ``biases`` (count, 1, 1),
+    one per output channel, both drawn by ``initializer`` with fan-in
+    ``depth * rows * cols`` and tracked. The input is (..., depth, rows, cols)
+    and the output (..., count, out_rows, out_cols).
+
+    >>> from corgi import Array
+    >>> from corgi.activation import make_relu
+    >>> from corgi.initializer import make_he
+    >>> layer = Conv((8, 1, 3, 3), (1, 1), make_he(rng=0), make_relu())
+    >>> layer
+    Conv((8, 1, 3, 3), (1, 1), activation=relu)
+    >>> layer.forward(Array.zeros((5, 1, 8, 8))).dimensions
+    (5, 8, 6, 6)
+    """
+
+    parameter_names = ("filters", "biases")
+
+    def __init__(
+        self,
+        filter_dimensions: tuple[int, int, int, int],
+        stride_dimensions: tuple[int, int],
+        initializer: Initializer,
+        activation: Optional[Activation] = None,
+    ) -> None:
+        self.filter_dimensions = _whole_numbers(filter_dimensions, 4, "filter_dimensions")
+        self.stride_dimensions = _whole_numbers(stride_dimensions, 2, "stride_dimensions")
+        count, depth, rows, cols = self.filter_dimensions
+        input_size = depth * rows * cols
+        self.filters = initializer(self.filter_dimensions, input_size).tracked()
+        self.biases = initializer((count, 1, 1), input_size).tracked()
+        self.activation = activation
+
+    def forward(self, x: Array) -> Array:
+        """``activation(x.conv(filters, stride) + biases)``."""
+        if not isinstance(x, Array):
+            raise TypeError(f"Conv.forward: expects an Array, got {type(x).__name__}")
+        result = x.conv(self.filters, self.stride_dimensions) + self.biases
+        return result if self.activation is None else self.activation(result)
+
+    def __repr__(self) -> str:
+        suffix = "" if self.activation is None else f", activation={activation_name(self.activation)}"
+        return f"Conv({self.filter_dimensions}, {self.stride_dimensions}{suffix})"
+
+
+def _whole_numbers(value: object, count: int, what: str) -> tuple[int, ...]:
+    try:
+        numbers = tuple(value)  # type: ignore[arg-type]
+    except TypeError:
+        numbers = ()
+    if len(numbers) != count or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in numbers):
+        raise ValueError(f"Conv: {what} must be {count} whole numbers >= 1, got {value!r}")
+    return numbers

@@ -1,0 +1,64 @@
+"""A fully-connected layer: ``y = activation(x W + b)``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from ..activation import Activation
+from ..array import Array
+from ..initializer import Initializer
+from .base import Layer, activation_name
+
+
+class Dense(Layer):
+    """A fully-connected layer from ``input_size`` to ``output_size`` values.
+
+    ``weights`` are (input_size, output_size) and ``biases`` (output_size,),
+    both drawn by ``initializer`` with fan-in ``input_size`` and tracked. The
+    input is (batch, input_size) or one example (input_size,); the product,
+    bias included, is a single matmul node.
+
+    >>> from corgi import arr
+    >>> from corgi.activation import make_relu
+    >>> from corgi.initializer import make_he
+    >>> layer = Dense(3, 2, make_he(rng=0), make_relu())
+    >>> layer
+    Dense(3, 2, activation=relu)
+    >>> [p.dimensions for p in layer.parameters()]
+    [(3, 2), (2,)]
+    >>> layer.forward(arr(arr(1.0, 2.0, 3.0), arr(0.0, 0.0, 0.0))).dimensions
+    (2, 2)
+    """
+
+    parameter_names = ("weights", "biases")
+
+    def __init__(
+        self,
+        input_size: int,
+        output_size: int,
+        initializer: Initializer,
+        activation: Optional[Activation] = None,
+    ) -> None:
+        for what, size in (("input_size", input_size), ("output_size", output_size)):
+            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
+                raise ValueError(f"Dense: {what} must be a whole number >= 1, got {size!r}")
+        self.input_size, self.output_size = input_size, output_size
+        self.weights = initializer((input_size, output_size), input_size).tracked()
+        self.biases = initializer((output_size,), input_size).tracked()
+        self.activation = activation
+
+    def forward(self, x: Array) -> Array:
+        """``activation(x @ weights + biases)``."""
+        if not isinstance(x, Array):
+            raise TypeError(f"Dense.forward: expects an Array, got {type(x).__name__}")
+        if x.dimensions[-1] != self.input_size:
+            raise ValueError(
+                f"Dense.forward: expects inputs of {self.input_size} values in the last dimension, "
+                f"got dimensions {x.dimensions}"
+            )
+        result = Array.matmul((x, False), (self.weights, False), self.biases)
+        return result if self.activation is None else self.activation(result)
+
+    def __repr__(self) -> str:
+        suffix = "" if self.activation is None else f", activation={activation_name(self.activation)}"
+        return f"Dense({self.input_size}, {self.output_size}{suffix})"

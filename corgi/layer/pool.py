@@ -1,0 +1,37 @@
+"""A max-pooling layer over the last two dimensions."""
+
+from __future__ import annotations
+
+from ..array import Array
+from .base import Layer
+
+
+class Pool(Layer):
+    """The maximum of each ``pool`` window, windows ``stride`` apart; no parameters.
+
+    >>> from corgi import Array
+    >>> layer = Pool((2, 2), (2, 2))
+    >>> layer.forward(Array(list(range(16)), dimensions=(1, 4, 4)))
+    Array(dimensions=(1, 2, 2), values=[5.0, 7.0, 13.0, 15.0])
+    >>> layer.parameters()
+    []
+    """
+
+    def __init__(self, pool: tuple[int, int] = (2, 2), stride: tuple[int, int] = (2, 2)) -> None:
+        for what, pair in (("pool", pool), ("stride", stride)):
+            try:
+                ok = len(pair) == 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair)
+            except TypeError:
+                ok = False
+            if not ok:
+                raise ValueError(f"Pool: {what} must be two whole numbers >= 1, got {pair!r}")
+        self.pool, self.stride = tuple(pool), tuple(stride)
+
+    def forward(self, x: Array) -> Array:
+        """``x.max_pool(pool, stride)``."""
+        if not isinstance(x, Array):
+            raise TypeError(f"Pool.forward: expects an Array, got {type(x).__name__}")
+        return x.max_pool(self.pool, self.stride)
+
+    def __repr__(self) -> str:
+        return f"Pool({self.pool}, {self.stride})"

@@ -1,0 +1,51 @@
+"""Adam (Kingma and Ba, 2015), with bias correction."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Optimizer, State, check_rate
+
+
+class Adam(Optimizer):
+    """Adaptive moments: per parameter, with t counting its updates,
+
+    ``m <- b1 m + (1 - b1) dw``, ``v <- b2 v + (1 - b2) dw^2``,
+    ``w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + epsilon)``.
+
+    >>> from corgi import arr
+    >>> w = arr(1.0, -1.0).tracked()
+    >>> (w * arr(4.0, -0.5)).backward()
+    >>> Adam(0.1).update([w])     # the first step moves each value by lr, against its gradient
+    [Array(dimensions=(2,), values=[0.9..., -0.9...], tracked)]
+    """
+
+    def __init__(
+        self,
+        learning_rate: float = 0.001,
+        beta1: float = 0.9,
+        beta2: float = 0.999,
+        epsilon: float = 1e-8,
+    ) -> None:
+        self.learning_rate = check_rate(learning_rate, "learning_rate", "Adam")
+        self.beta1 = check_rate(beta1, "beta1", "Adam", high=1.0)
+        self.beta2 = check_rate(beta2, "beta2", "Adam", high=1.0)
+        self.epsilon = check_rate(epsilon, "epsilon", "Adam")
+        if self.epsilon == 0.0:
+            raise ValueError("Adam: epsilon must be above 0, got 0")
+        self.state = State("Adam.update")
+        self.steps: dict[int, int] = {}
+
+    def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        """Advance both moments at ``position`` and take a bias-corrected step."""
+        first, second = self.state.get(position, value, 2)
+        first = self.beta1 * first + (1 - self.beta1) * gradient
+        second = self.beta2 * second + (1 - self.beta2) * gradient * gradient
+        self.state.buffers[position] = (first, second)
+        t = self.steps[position] = self.steps.get(position, 0) + 1
+        corrected_first = first / (1 - self.beta1**t)
+        corrected_second = second / (1 - self.beta2**t)
+        return value - self.learning_rate * corrected_first / (np.sqrt(corrected_second) + self.epsilon)
+
+    def __repr__(self) -> str:
+        return f"Adam({self.learning_rate}, beta1={self.beta1}, beta2={self.beta2}, epsilon={self.epsilon})"

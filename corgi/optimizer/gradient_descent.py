@@ -1,0 +1,28 @@
+"""Plain gradient descent (corgi's ``GradientDescent``)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Optimizer, check_rate
+
+
+class GradientDescent(Optimizer):
+    """``w <- w - learning_rate * dw``.
+
+    >>> from corgi import arr
+    >>> w = arr(3.0).tracked()
+    >>> (w * w).backward()          # dw = 6
+    >>> GradientDescent(0.1).update([w])
+    [Array(dimensions=(1,), values=[2.4], tracked)]
+    """
+
+    def __init__(self, learning_rate: float) -> None:
+        self.learning_rate = check_rate(learning_rate, "learning_rate", "GradientDescent")
+
+    def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        """``value - learning_rate * gradient``."""
+        return value - self.learning_rate * gradient
+
+    def __repr__(self) -> str:
+        return f"GradientDescent({self.learning_rate})"

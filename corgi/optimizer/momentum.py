@@ -1,0 +1,37 @@
+"""Gradient descent with momentum (the heavy-ball form PyTorch's SGD uses)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .base import Optimizer, State, check_rate
+
+
+class Momentum(Optimizer):
+    """``v <- momentum * v + dw``, then ``w <- w - learning_rate * v`` (v starts at 0).
+
+    >>> from corgi import arr
+    >>> optimizer = Momentum(0.1, momentum=0.5)
+    >>> w = arr(1.0).tracked()
+    >>> (w * 2.0).backward()        # dw = 2, v = 2
+    >>> [w] = optimizer.update([w]); w
+    Array(dimensions=(1,), values=[0.8], tracked)
+    >>> (w * 2.0).backward()        # v = 0.5 * 2 + 2 = 3
+    >>> optimizer.update([w])
+    [Array(dimensions=(1,), values=[0.5...], tracked)]
+    """
+
+    def __init__(self, learning_rate: float, momentum: float = 0.9) -> None:
+        self.learning_rate = check_rate(learning_rate, "learning_rate", "Momentum")
+        self.momentum = check_rate(momentum, "momentum", "Momentum", high=1.0)
+        self.state = State("Momentum.update")
+
+    def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
+        """Advance the velocity at ``position`` and move against it."""
+        (velocity,) = self.state.get(position, value, 1)
+        velocity = self.momentum * velocity + gradient
+        self.state.buffers[position] = (velocity,)
+        return value - self.learning_rate * velocity
+
+    def __repr__(self) -> str:
+        return f"Momentum({self.learning_rate}, momentum={self.momentum})"
