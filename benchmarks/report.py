@@ -89,6 +89,10 @@ def first(recs, **match):
     return None
 
 
+def losses(rec):
+    return [res(rec, "first_loss"), res(rec, "last_loss")] if ok(rec) else None
+
+
 def table_a(recs):
     rows = []
     for dtype in ("float32", "float64"):
@@ -109,7 +113,7 @@ def table_a(recs):
             rows.append([peer, dtype, num(res(t1, "ms_per_step")), num(res(t2, "ms_per_step")),
                          num(best[peer]), ratio(best[peer], best["numpy"]),
                          ratio(best[peer], best["torch"]),
-                         agree(res(t1 if ok(t1) else t2, "first_loss"), res(ref, "first_loss"), rtol)])
+                         agree(losses(t1 if ok(t1) else t2), losses(ref), rtol)])
     head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy", "x torch",
             "loss check"]
     return table(head, rows)

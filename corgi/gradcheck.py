@@ -4,11 +4,13 @@
 random projection ``sum(r * f(*inputs))``, backpropagates ``r`` through the
 engine, and compares every input's gradient with
 ``(L(x + eps e_i) - L(x - eps e_i)) / (2 eps)``, in float64.
+``gradcheck_model`` runs the same check over a model's parameters, with the
+model's cost of one input and target as ``f``.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -40,6 +42,58 @@ def gradcheck(
     ...
     corgi.gradcheck.GradcheckError: gradient of input 0 at index 0: engine 1.70..., finite difference 3.41...
     """
+    return _check(f, inputs, None, eps, rtol, atol, seed)
+
+
+def gradcheck_model(
+    model: Any,
+    input: Array,
+    target: Array,
+    eps: float = 1e-6,
+    rtol: float = 1e-5,
+    atol: float = 1e-8,
+    seed: int = 0,
+) -> bool:
+    """``gradcheck`` of ``model.cost(model.forward(input), target)`` over every parameter of ``model``.
+
+    ``model`` is a ``corgi.model.Model`` (anything with ``named_parameters``,
+    ``set_parameters``, ``forward`` and ``cost``). Its parameters are
+    restored afterwards; a mismatch names the parameter, e.g. ``0.weights``.
+
+    >>> from corgi import activation, arr, cost, initializer
+    >>> from corgi.layer import Dense
+    >>> from corgi.model import Model
+    >>> from corgi.optimizer import GradientDescent
+    >>> he = initializer.make_he(rng=0)
+    >>> model = Model([Dense(2, 4, he, activation.make_tanh()), Dense(4, 2, he, activation.make_softmax())],
+    ...               GradientDescent(0.1), cost.make_cross_entropy())
+    >>> gradcheck_model(model, arr(arr(0.5, -0.25)), arr(arr(0.0, 1.0)))
+    True
+    """
+    named = model.named_parameters()
+    originals = [parameter for _, parameter in named]
+    output = model.output
+
+    def loss(*parameters: Array) -> Array:
+        model.set_parameters(parameters)
+        return model.cost(model.forward(input), target)
+
+    try:
+        return _check(loss, originals, [f"parameter {name}" for name, _ in named], eps, rtol, atol, seed)
+    finally:
+        model.set_parameters(originals)
+        model.output = output
+
+
+def _check(
+    f: Callable[..., Array],
+    inputs: Sequence[Array],
+    names: Optional[Sequence[str]],
+    eps: float,
+    rtol: float,
+    atol: float,
+    seed: int,
+) -> bool:
     points = [_float64(x, i) for i, x in enumerate(inputs)]
     tracked = [Array(p).tracked() for p in points]
     out = f(*tracked)
@@ -70,8 +124,9 @@ def gradcheck(
                 worst = (excess, position, index, analytic, numeric)
     if worst is not None:
         _, position, index, analytic, numeric = worst
+        name = f"input {position}" if names is None else names[position]
         raise GradcheckError(
-            f"gradient of input {position} at index {index}: engine {analytic!r}, "
+            f"gradient of {name} at index {index}: engine {analytic!r}, "
             f"finite difference {numeric!r} (rtol={rtol}, atol={atol})"
         )
     return True

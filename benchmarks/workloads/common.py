@@ -227,6 +227,8 @@ def mlp_workload(make_step, args):
     step = make_step(x, labels, onehot, params, MLP_LR)
     first = step()
     times = timed(step, args.warmup, args.repeats)
+    # Same number of steps for every peer, so the last loss checks the
+    # gradients and updates too, not just the forward pass.
     return {"ms_per_step": median(times) * 1e3, "first_loss": first, "last_loss": step()}
 
 

@@ -106,33 +106,35 @@ class _Pass:
                         trace.event("send", key.id, node, target, sent is not None)
                     # The decision to fire is made under the same lock as the
                     # decrement, so exactly one reporter sees the count reach 0.
-                    lock = target.lock
-                    lock.acquire()
-                    pending = target.pending
-                    state = pending.get(key)
-                    if state == 1:
-                        del pending[key]
-                        lock.release()
-                        total = sent
-                    elif type(state) is int:
-                        pending[key] = [state - 1, [(node.seq, position, sent)]]
-                        lock.release()
+                    with target.lock:
+                        pending = target.pending
+                        state = pending.get(key)
+                        if state == 1:
+                            del pending[key]
+                            fire = 1
+                        elif type(state) is int:
+                            pending[key] = [state - 1, [(node.seq, position, sent)]]
+                            fire = 0
+                        elif state is None:
+                            fire = -1
+                        else:
+                            reports = state[1]
+                            reports.append((node.seq, position, sent))
+                            state[0] -= 1
+                            if state[0]:
+                                fire = 0
+                            else:
+                                del pending[key]
+                                fire = 2
+                    if fire == 0:
                         position += 1
                         continue
-                    elif state is None:
-                        lock.release()
-                        raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
-                    else:
-                        reports = state[1]
-                        reports.append((node.seq, position, sent))
-                        state[0] -= 1
-                        if state[0]:
-                            lock.release()
-                            position += 1
-                            continue
-                        del pending[key]
-                        lock.release()
+                    if fire == 1:
+                        total = sent
+                    elif fire == 2:
                         total = _sum_in_order(target, reports)
+                    else:
+                        raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     position += 1
                     if keep is None:
                         keep = target
@@ -166,7 +168,12 @@ class _Pass:
                 self.context = contextvars.copy_context()
             # Each ticket runs in its own copy: one Context can't be entered
             # by two threads at once.
-            executor.submit(self.context.copy().run, self.ticket)
+            try:
+                executor.submit(self.context.copy().run, self.ticket)
+            except RuntimeError:
+                # configure() replaced the pool, or the interpreter is exiting:
+                # the node stays queued and the caller runs it.
+                pass
         return keep, kept
 
     def ticket(self) -> None:
@@ -284,12 +291,8 @@ def backward(root: Node, delta: Any) -> None:
         finally:
             error = None
     for node, total in zip(key_holder.staged_nodes, key_holder.staged_deltas):
-        lock = node.lock
-        lock.acquire()
-        try:
+        with node.lock:
             current = node.gradient
             node.gradient = total if current is None else current + total
-        finally:
-            lock.release()
     if recorders is not None:
         recorders.event("end", key_holder.id, root, None, "done")
