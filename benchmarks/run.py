@@ -47,7 +47,7 @@ def sizes(quick):
                 "d": 10_000, "d_corgi": 100_000}
     return {"a": ["--warmup", "5", "--repeats", "50"],
             "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
-            "c": ["--warmup", "1", "--repeats", "3"],
+            "c": ["--warmup", "1", "--repeats", "5"],
             "d": 100_000, "d_corgi": 1_000_000}
 
 
