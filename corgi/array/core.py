@@ -10,6 +10,7 @@ delta down to its operand's dimensions.
 from __future__ import annotations
 
 import numbers
+import operator
 from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
@@ -164,24 +165,26 @@ class Array:
         """Whether operations on this array record a graph."""
         return self._tracked
 
-    def start_tracking(self) -> None:
-        """Mark this array tracked, in place."""
+    def start_tracking(self, name: Optional[str] = None) -> None:
+        """Mark this array tracked, in place; ``name`` labels its node in traces."""
         if self._node is None:
             self._node = _ArrayNode()
+        if name is not None:
+            self._node.name = str(name)
         self._tracked = True
 
     def stop_tracking(self) -> None:
         """Mark this array untracked, in place: operations on it record nothing."""
         self._tracked = False
 
-    def tracked(self) -> "Array":
-        """Mark this array tracked and return it.
+    def tracked(self, name: Optional[str] = None) -> "Array":
+        """Mark this array tracked and return it; ``name`` labels its node in traces.
 
         >>> a = arr(5.0).tracked()
         >>> a.is_tracked, (a * 2).is_tracked, (arr(5.0) * 2).is_tracked
         (True, True, False)
         """
-        self.start_tracking()
+        self.start_tracking(name)
         return self
 
     def untracked(self) -> "Array":
@@ -565,7 +568,7 @@ def _dimensions(dimensions: Dimensions, where: str) -> tuple[int, ...]:
     if isinstance(dimensions, (int, np.integer)):
         dimensions = (dimensions,)
     try:
-        shape = tuple(int(d) for d in dimensions)
+        shape = tuple(operator.index(d) for d in dimensions)  # 2.5 is refused, not truncated
     except (TypeError, ValueError):
         raise TypeError(f"{where}: dimensions must be whole numbers, got {dimensions!r}") from None
     if not shape or any(d < 1 for d in shape):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import operator
+
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
@@ -10,7 +12,7 @@ from .registry import register
 
 def _pair(value, what, where):
     try:
-        rows, cols = (int(v) for v in value)
+        rows, cols = (operator.index(v) for v in value)  # 1.5 is refused, not truncated
     except (TypeError, ValueError):
         raise ValueError(f"{where}: {what} must be a pair of whole numbers, got {value!r}") from None
     if rows < 1 or cols < 1:

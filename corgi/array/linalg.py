@@ -60,10 +60,15 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
     except ValueError:
         raise ValueError(f"matmul: leading dimensions do not broadcast: {a.shape} and {b.shape}") from None
     if c is not None:
+        # c broadcasts to the product and never enlarges it (as torch.addmm): the deltas of a and b
+        # are then the delta of the result as it is
         try:
-            out = out + c
+            fits = np.broadcast_shapes(out.shape, np.shape(c)) == out.shape
         except ValueError:
-            raise ValueError(f"matmul: c of dimensions {np.shape(c)} does not broadcast to the product {out.shape}") from None
+            fits = False
+        if not fits:
+            raise ValueError(f"matmul: c of dimensions {np.shape(c)} does not broadcast to the product {out.shape}")
+        out = out + c
     shape = out.shape
     if a.ndim == 1 and b.ndim == 1 and shape[-2:] == (1, 1):
         out = out.reshape(1)

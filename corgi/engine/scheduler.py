@@ -149,7 +149,7 @@ class _Pass:
                 node = keep
                 delta = kept
         except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
-            self.fail(error)
+            self.fail(error, node)
         return ran
 
     def _hand_off(self, keep: Node, kept: Any, target: Node, total: Any) -> tuple:
@@ -194,12 +194,13 @@ class _Pass:
                 if self.waiting:
                     cond.notify()
 
-    def fail(self, error: BaseException) -> None:
+    def fail(self, error: BaseException, node: Optional[Node] = None) -> None:
+        """Record the pass's first exception (raised at ``node``) and stop scheduling."""
         with self.cond:
             if self.error is None:
                 self.error = error
                 if self.trace is not None:
-                    self.trace.event("error", self.id, None, None, type(error).__name__)
+                    self.trace.event("error", self.id, node, None, type(error).__name__)
             self.ready.clear()
             if self.waiting:
                 self.cond.notify()

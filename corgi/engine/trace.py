@@ -65,17 +65,17 @@ class Trace:
     >>> print(t.mermaid())
     sequenceDiagram
         participant P1 as backward() 1
-        participant N1 as double 1
-        participant N2 as x 2
-        P1->>N1: delta (counted: x 2 waits for 1)
-        activate N1
-        Note right of N1: fired on caller 1
-        N1->>N2: delta
-        deactivate N1
+        participant N1 as x 1
+        participant N2 as double 2
+        P1->>N2: delta (counted:<br/>x 1 waits for 1)
         activate N2
         Note right of N2: fired on caller 1
+        N2->>N1: delta
         deactivate N2
-        N1-->>P1: done
+        activate N1
+        Note right of N1: fired on caller 1
+        deactivate N1
+        N2-->>P1: done
     """
 
     def __init__(self) -> None:
@@ -84,7 +84,7 @@ class Trace:
     def mermaid(self, threads: bool = True) -> str:
         """Render the events as a Mermaid ``sequenceDiagram``.
 
-        Nodes are numbered by first appearance and threads are named by role
+        Nodes are numbered by creation order and threads are named by role
         (``caller k`` for the thread that called pass k's ``backward()``,
         ``worker k`` for the others), so the same graph gives the same
         diagram on every run. ``threads=False`` leaves thread notes out.
@@ -127,9 +127,13 @@ def _render(events: list[Event], threads: bool) -> str:
     lines: list[str] = []
     counts: dict[int, list[str]] = {}
 
+    # Nodes are numbered by creation (sequence id), not by when a thread first
+    # mentioned them, so concurrent passes give the same labels on every run.
+    seen = sorted({n for e in events for n in (e.node, e.target) if n is not None}, key=lambda n: n[1])
+    for node in seen:
+        nodes[node] = f"N{len(nodes) + 1}"
+
     def node_id(node: tuple[str, int]) -> str:
-        if node not in nodes:
-            nodes[node] = f"N{len(nodes) + 1}"
         return nodes[node]
 
     def label(node: tuple[str, int]) -> str:
@@ -163,8 +167,9 @@ def _render(events: list[Event], threads: bool) -> str:
             target = nodes[event.node]
             if event.pass_id not in started:
                 started.add(event.pass_id)
-                counted = "; ".join(counts.get(event.pass_id, [])) or "no inputs"
-                body.append(f"{caller}->>{target}: delta (counted: {counted})")
+                # one count a line: ";" would end a Mermaid statement
+                counted = "<br/>".join(counts.get(event.pass_id, [])) or "no inputs"
+                body.append(f"{caller}->>{target}: delta (counted:<br/>{counted})")
             body.append(f"activate {target}")
             if threads:
                 body.append(f"Note right of {target}: fired on {role(event)}")
@@ -175,7 +180,12 @@ def _render(events: list[Event], threads: bool) -> str:
         elif event.kind == "complete":
             body.append(f"deactivate {nodes[event.node]}")
         elif event.kind == "error":
-            body.append(f"Note over {caller}: {event.detail} raised, pass cancelled")
+            if event.node is not None:
+                failed = nodes[event.node]
+                body.append(f"Note over {failed}: {event.detail} raised here, pass cancelled")
+                body.append(f"deactivate {failed}")
+            else:
+                body.append(f"Note over {caller}: {event.detail} raised, pass cancelled")
         elif event.kind == "end":
             arrow = "-->>" if event.detail == "done" else "--x"
             body.append(f"{nodes[event.node]}{arrow}{caller}: {event.detail}")
