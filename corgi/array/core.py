@@ -475,17 +475,25 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
     out._tracked = False
     out._node = None
     inputs = []
-    rules = []
+    rules: list = []
     vjps = result[1]
     for operand, rule, values in zip(operands, vjps, raw):
         if type(operand) is Array and operand._tracked:
             inputs.append(operand._node)
-            rules.append((rule, values.shape, values.dtype))
+            shape = values.shape
+            # one flat tuple with shared shape tuples: a node's bookkeeping is
+            # a few hundred bytes, and a million-node graph must stay small
+            if len(_SHAPES) < 4096:
+                shape = _SHAPES.setdefault(shape, shape)
+            rules += (rule, shape, values.dtype)
     if inputs:
         cost = result[2] if len(result) > 2 else value.size
-        out._node = _OpNode(tuple(inputs), rules, name, cost)
+        out._node = _OpNode(tuple(inputs), tuple(rules), name, cost)
         out._tracked = True
     return out
+
+
+_SHAPES: dict = {}
 
 
 class _ArrayNode(engine.Node):
@@ -507,13 +515,15 @@ class _OpNode(_ArrayNode):
 
     __slots__ = ("rules",)
 
-    def __init__(self, inputs: tuple, rules: list, name: str, cost: int) -> None:
+    def __init__(self, inputs: tuple, rules: tuple, name: str, cost: int) -> None:
         engine.Node.__init__(self, inputs, None, name, cost)
-        self.rules = rules
+        self.rules = rules  # (rule, shape, dtype) of each tracked operand, flat
 
     def deltas(self, delta: np.ndarray) -> list:
         out = []
-        for rule, shape, dtype in self.rules:
+        rules = self.rules
+        for i in range(0, len(rules), 3):
+            rule, shape, dtype = rules[i : i + 3]
             d = rule(delta)
             if d.shape != shape:
                 d = sum_to(d, shape)
