@@ -123,7 +123,9 @@ class Array:
         """
         values = self._values
         if isinstance(index, tuple):
-            if len(index) != values.ndim or not all(isinstance(i, (int, np.integer)) for i in index):
+            if not all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in index):
+                raise TypeError(f"Array indices are whole numbers or tuples of them, got {index!r}")
+            if len(index) != values.ndim:
                 raise IndexError(f"index {index} does not address an element of dimensions {values.shape}")
             for i, size in zip(index, values.shape):
                 if not -size <= i < size:
@@ -280,6 +282,11 @@ class Array:
         if not isinstance(other, Array):
             return NotImplemented
         return _apply("matmul", (self, other), {"vectors": "numpy"})
+
+    def __rmatmul__(self, other: Any) -> "Array":
+        if not isinstance(other, np.ndarray):
+            return NotImplemented
+        return _apply("matmul", (_operand(other, "matmul"), self), {"vectors": "numpy"})
 
     def powf(self, exponent: float) -> "Array":
         """Each value to the power ``exponent``: ``d/dx x^e = e x^(e-1)``.

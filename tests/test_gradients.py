@@ -1,0 +1,505 @@
+"""A registry-wide gradient sweep: every primitive against central finite differences.
+
+Every test that gradchecks a primitive declares it with ``@covers(...)``;
+``test_every_primitive_has_a_gradcheck_case`` fails when a name in
+``corgi.array.PRIMITIVES`` has none, so a primitive can't be added untested.
+Shapes come from hypothesis (broadcasting, size-1 dimensions, leading batch
+dimensions); values come from a numpy generator seeded by hypothesis and are
+kept away from kinks (relu at 0), poles (ln, reciprocal, div) and ties
+(max_pool), so that a finite difference is a fair judge. Every parameter that
+enters a derivative is drawn too: powf and pow exponents, matmul transposes,
+``c`` and 1-D operands, sum ``skip_count``, conv stride and filter sizes,
+max_pool pool and stride, axpy ``alpha``.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from corgi import Array, allclose, arr, gradcheck
+from corgi.array import PRIMITIVES
+
+pytestmark = pytest.mark.timeout(120)
+
+SWEEP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+RTOL, ATOL = 1e-5, 1e-7
+
+COVERED: dict[str, list[str]] = {}
+
+
+def covers(*names):
+    """Record that the decorated test gradchecks the primitives ``names``."""
+
+    def mark(test):
+        for name in names:
+            COVERED.setdefault(name, []).append(test.__name__)
+        return test
+
+    return mark
+
+
+def check(f, *inputs, rtol=RTOL, atol=ATOL):
+    assert gradcheck(f, list(inputs), rtol=rtol, atol=atol)
+
+
+def uniform(rng, shape, low=-2.0, high=2.0):
+    return Array(rng.uniform(low, high, size=shape))
+
+
+def away_from_zero(rng, shape, low=0.5, high=2.0):
+    """Values with |x| in [low, high] and a random sign."""
+    return Array(rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape))
+
+
+seeds = st.integers(0, 2**32 - 1)
+shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=3)
+pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=4, max_side=3)
+
+
+def test_every_primitive_has_a_gradcheck_case():
+    missing = sorted(set(PRIMITIVES) - set(COVERED))
+    assert not missing, f"primitives without a gradcheck case: {missing}"
+
+
+def test_every_primitive_has_a_float32_case():
+    missing = sorted(set(PRIMITIVES) - {name for name, _, _ in FLOAT32_CASES})
+    assert not missing, f"primitives without a float32 case: {missing}"
+
+
+# ---------------------------------------------------------------- elementwise
+
+
+@covers("add", "sub", "mul", "neg")
+@SWEEP
+@given(pairs, seeds)
+def test_add_sub_mul_neg_broadcast(shapes_, seed):
+    rng = np.random.default_rng(seed)
+    x, y = (uniform(rng, s) for s in shapes_.input_shapes)
+    check(lambda a, b: a + b, x, y)
+    check(lambda a, b: a - b, x, y)
+    check(lambda a, b: a * b, x, y)
+    check(lambda a, b: -a * b, x, y)
+    # the same primitives with Python numbers on either side
+    check(lambda a: 2.5 + a - 1.5 * a * a - 0.5 - a * 3.0, x)
+
+
+@covers("div", "reciprocal")
+@SWEEP
+@given(pairs, seeds)
+def test_div_reciprocal_broadcast(shapes_, seed):
+    rng = np.random.default_rng(seed)
+    x = uniform(rng, shapes_.input_shapes[0])
+    y = away_from_zero(rng, shapes_.input_shapes[1])
+    check(lambda a, b: a / b, x, y)
+    check(lambda b: b.reciprocal(), y)
+    check(lambda b: 3.0 / b, y)
+    check(lambda a: a / 4.0, x)
+
+
+@covers("powf")
+@SWEEP
+@given(shapes, seeds, st.floats(-3.0, 3.0).filter(lambda e: abs(e) > 1e-3))
+def test_powf_any_exponent_on_positive_bases(shape, seed, exponent):
+    x = uniform(np.random.default_rng(seed), shape, 0.5, 2.0)
+    check(lambda a: a.powf(exponent), x)
+    check(lambda a: a**exponent, x)
+
+
+@covers("powf")
+@SWEEP
+@given(shapes, seeds, st.sampled_from([1, 2, 3, 4, -1, -2]))
+def test_powf_whole_exponents_on_any_sign(shape, seed, exponent):
+    x = away_from_zero(np.random.default_rng(seed), shape)
+    check(lambda a: a.powf(exponent), x)
+
+
+@covers("pow")
+@SWEEP
+@given(pairs, seeds)
+def test_pow_array_exponents(shapes_, seed):
+    rng = np.random.default_rng(seed)
+    base = uniform(rng, shapes_.input_shapes[0], 0.5, 2.0)
+    exponent = uniform(rng, shapes_.input_shapes[1], -2.0, 2.0)
+    check(lambda b, e: b**e, base, exponent)
+    check(lambda e: 1.7**e, exponent)
+
+
+@covers("exp", "ln", "tanh")
+@SWEEP
+@given(shapes, seeds)
+def test_exp_ln_tanh(shape, seed):
+    rng = np.random.default_rng(seed)
+    check(lambda a: a.exp(), uniform(rng, shape))
+    check(lambda a: a.ln(), uniform(rng, shape, 0.3, 3.0))
+    check(lambda a: a.tanh(), uniform(rng, shape, -3.0, 3.0))
+
+
+@covers("relu")
+@SWEEP
+@given(shapes, seeds)
+def test_relu_away_from_the_kink(shape, seed):
+    check(lambda a: a.relu(), away_from_zero(np.random.default_rng(seed), shape, 0.1, 2.0))
+
+
+@covers("sigmoid")
+@SWEEP
+@given(shapes, seeds)
+def test_sigmoid(shape, seed):
+    check(lambda a: a.sigmoid(), uniform(np.random.default_rng(seed), shape, -6.0, 6.0))
+
+
+@covers("sigmoid")
+def test_sigmoid_saturated():
+    x = arr(50.0, -50.0, 30.0, -30.0, 0.0, 700.0, -700.0, -1000.0)
+    out = x.sigmoid()
+    assert np.all(np.isfinite(out.values)) and np.all((out.values >= 0) & (out.values <= 1))
+    check(lambda a: a.sigmoid(), x, atol=1e-12)
+    t = x.tracked()
+    t.sigmoid().backward()
+    assert np.all(np.isfinite(t.gradient().values))
+
+
+@covers("softmax")
+@SWEEP
+@given(shapes, seeds, st.sampled_from([0.0, 30.0, -30.0, 500.0, -500.0, 1e4]))
+def test_softmax_with_large_inputs(shape, seed, offset):
+    x = Array(np.random.default_rng(seed).uniform(-3.0, 3.0, size=shape) + offset)
+    out = x.softmax()
+    assert np.all(np.isfinite(out.values))
+    assert np.allclose(out.numpy().sum(axis=-1), 1.0)
+    check(lambda a: a.softmax(), x)
+
+
+@covers("softmax")
+def test_softmax_extreme_spread():
+    x = arr(arr(1000.0, 0.0, -1000.0), arr(800.0, 800.0, -800.0))
+    assert allclose(x.softmax(), arr(arr(1.0, 0.0, 0.0), arr(0.5, 0.5, 0.0)), atol=0.0)
+    check(lambda a: a.softmax(), x)
+
+
+# ---------------------------------------------------------------- linalg
+
+
+@covers("sum")
+@SWEEP
+@given(shapes, seeds, st.data())
+def test_sum_every_skip_count(shape, seed, data):
+    skip_count = data.draw(st.integers(0, len(shape)), label="skip_count")
+    x = uniform(np.random.default_rng(seed), shape)
+    out = x.sum(skip_count)
+    lead = shape[: len(shape) - skip_count]
+    assert out.dimensions == (lead + (1,) if skip_count else shape)
+    assert np.allclose(out.values, x.numpy().reshape(lead + (-1,)).sum(axis=-1).reshape(-1))
+    check(lambda a: a.sum(skip_count), x)
+    # weight the groups differently, so each must get its own delta
+    check(lambda a: a.sum(skip_count) * Array(np.arange(1.0, out.values.size + 1).reshape(out.dimensions)), x)
+
+
+@covers("reshape")
+@SWEEP
+@given(shapes, seeds, st.data())
+def test_reshape(shape, seed, data):
+    size = int(np.prod(shape))
+    factor = data.draw(st.sampled_from([d for d in range(1, size + 1) if size % d == 0]), label="factor")
+    target = data.draw(st.sampled_from([(size,), (1, size), (factor, size // factor), shape[::-1]]), label="to")
+    x = uniform(np.random.default_rng(seed), shape)
+    assert x.reshape(target).values.tolist() == x.values.tolist()
+    weights = Array(np.arange(1.0, size + 1).reshape(target))
+    check(lambda a: a.reshape(target) * weights, x)
+
+
+@st.composite
+def matmul_cases(draw):
+    """Operands of ``Array.matmul`` with their transposes, an optional ``c``, and the expected value."""
+    m, k, n = (draw(st.integers(1, 3), label=name) for name in "mkn")
+    batch = draw(hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=0, max_dims=2, max_side=3))
+    batch_a, batch_b = batch.input_shapes
+    ta, tb = draw(st.booleans(), label="ta"), draw(st.booleans(), label="tb")
+    vector_a, vector_b = draw(st.booleans(), label="1-D a"), draw(st.booleans(), label="1-D b")
+    dot = vector_a and vector_b and not ta and not tb
+    # a 1-D operand is a row (1, len), a column when transposed; two plain 1-D operands are a dot product
+    if vector_a:
+        batch_a = ()
+        if ta:
+            k = 1
+        else:
+            m = 1
+    if vector_b:
+        batch_b = ()
+        if dot:
+            n = 1
+        elif tb:
+            n = 1
+        else:
+            k = 1
+    rng = np.random.default_rng(draw(seeds, label="seed"))
+    left = rng.uniform(-2, 2, size=batch_a + (m, k))  # the effective operands, after transposes
+    right = rng.uniform(-2, 2, size=batch_b + (k, n))
+    a = left.reshape(-1) if vector_a else (np.swapaxes(left, -1, -2) if ta else left)
+    b = right.reshape(-1) if vector_b else (np.swapaxes(right, -1, -2) if tb else right)
+    expected = np.matmul(left, right)
+    c = None
+    if draw(st.booleans(), label="with c"):
+        # c broadcasts to the product: fewer leading dimensions, or 1 in place of any
+        product = np.broadcast_shapes(batch_a, batch_b) + (m, n)
+        kept = product[draw(st.integers(0, len(product) - 1), label="c dropped") :]
+        c_shape = tuple(draw(st.sampled_from([1, d]), label="c side") for d in kept)
+        c = rng.uniform(-2, 2, size=c_shape)
+        expected = expected + c
+    if vector_a and vector_b and expected.shape == (1, 1):
+        expected = expected.reshape(1)  # a dot product; a 1-D column times a 1-D row stays 2-D
+    return Array(a), ta, Array(b), tb, None if c is None else Array(c), expected
+
+
+@covers("matmul")
+@SWEEP
+@given(matmul_cases())
+def test_matmul_transposes_vectors_batches_and_c(case):
+    a, ta, b, tb, c, expected = case
+    out = Array.matmul((a, ta), (b, tb), c)
+    assert out.dimensions == expected.shape
+    assert np.allclose(out.numpy(), expected)
+    if c is None:
+        check(lambda x, y: Array.matmul((x, ta), (y, tb)), a, b)
+    else:
+        check(lambda x, y, z: Array.matmul((x, ta), (y, tb), z), a, b, c)
+
+
+@st.composite
+def numpy_matmul_shapes(draw):
+    """Shapes that ``numpy.matmul`` accepts, 1-D operands included."""
+    shapes_ = draw(hnp.mutually_broadcastable_shapes(signature="(m?,k),(k,n?)->(m?,n?)", max_dims=4, max_side=3))
+    return shapes_.input_shapes
+
+
+@covers("matmul")
+@SWEEP
+@given(numpy_matmul_shapes(), seeds)
+def test_matmul_operator_follows_numpy(shapes_, seed):
+    rng = np.random.default_rng(seed)
+    a, b = (uniform(rng, s) for s in shapes_)
+    expected = np.matmul(a.numpy(), b.numpy())
+    out = a @ b
+    assert out.dimensions == (expected.shape or (1,))
+    assert np.allclose(out.values, np.reshape(expected, -1))
+    check(lambda x, y: x @ y, a, b)
+
+
+@SWEEP
+@given(pairs, seeds, st.floats(-3.0, 3.0))
+def test_axpy_any_alpha(shapes_, seed, alpha):
+    rng = np.random.default_rng(seed)
+    x, y = (uniform(rng, s) for s in shapes_.input_shapes)
+    check(lambda p, q: Array.axpy(alpha, p, q), x, y)
+    xt, yt = Array(x).tracked(), Array(y).tracked()
+    Array.axpy(alpha, xt, yt).backward()
+    out_size = int(np.prod(np.broadcast_shapes(x.dimensions, y.dimensions)))
+    # d/dx sums alpha over the elements each x value was broadcast to
+    assert np.allclose(xt.gradient().sum_all(), alpha * out_size)
+    assert np.allclose(yt.gradient().sum_all(), out_size)
+
+
+# ---------------------------------------------------------------- image
+
+
+def conv_reference(x, w, stride):
+    single = w.ndim == 3
+    w = w[None] if single else w
+    count, _, f_rows, f_cols = w.shape
+    out_rows = (x.shape[-2] - f_rows) // stride[0] + 1
+    out_cols = (x.shape[-1] - f_cols) // stride[1] + 1
+    out = np.zeros(x.shape[:-3] + (count, out_rows, out_cols))
+    for i in range(out_rows):
+        for j in range(out_cols):
+            window = x[..., i * stride[0] : i * stride[0] + f_rows, j * stride[1] : j * stride[1] + f_cols]
+            out[..., :, i, j] = np.einsum("...drc,kdrc->...k", window, w)
+    return out
+
+
+@covers("conv")
+@SWEEP
+@given(
+    st.integers(1, 2),  # depth
+    st.integers(1, 2),  # count
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # filter rows, cols
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # stride
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # output rows, cols
+    st.tuples(st.integers(0, 2), st.integers(0, 2)),  # leftover rows, cols the stride skips
+    hnp.array_shapes(min_dims=0, max_dims=2, max_side=2),  # leading batch dims
+    st.booleans(),  # a single 3-D filter
+    seeds,
+)
+def test_conv_strides_and_filter_sizes(depth, count, size, stride, out_size, extra, batch, single, seed):
+    rng = np.random.default_rng(seed)
+    rows = (out_size[0] - 1) * stride[0] + size[0] + min(extra[0], stride[0] - 1)
+    cols = (out_size[1] - 1) * stride[1] + size[1] + min(extra[1], stride[1] - 1)
+    x = uniform(rng, batch + (depth, rows, cols))
+    w = uniform(rng, ((depth,) if single else (count, depth)) + size)
+    out = x.conv(w, stride)
+    expected = conv_reference(x.numpy(), w.numpy(), stride)
+    assert out.dimensions == expected.shape == batch + (1 if single else count,) + out_size
+    assert np.allclose(out.numpy(), expected)
+    check(lambda a, f: a.conv(f, stride), x, w)
+
+
+@covers("conv")
+def test_conv_overlapping_windows():
+    # stride < filter: every interior pixel belongs to several windows, and each adds its share
+    rng = np.random.default_rng(7)
+    x, w = uniform(rng, (2, 7, 7)), uniform(rng, (3, 2, 3, 3))
+    for stride in [(1, 1), (2, 2), (1, 2), (2, 1)]:
+        check(lambda a, f: a.conv(f, stride), x, w)
+
+
+@covers("max_pool")
+@SWEEP
+@given(
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # pool
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # stride
+    st.tuples(st.integers(1, 3), st.integers(1, 3)),  # output rows, cols
+    hnp.array_shapes(min_dims=0, max_dims=2, max_side=2),
+    seeds,
+)
+def test_max_pool_pool_and_stride(pool, stride, out_size, batch, seed):
+    rng = np.random.default_rng(seed)
+    rows = (out_size[0] - 1) * stride[0] + pool[0]
+    cols = (out_size[1] - 1) * stride[1] + pool[1]
+    shape = batch + (rows, cols)
+    # distinct values 0.1 apart: no ties, and no finite-difference step can reorder them
+    values = rng.permutation(int(np.prod(shape))).reshape(shape) * 0.1 - 1.0
+    x = Array(values)
+    out = x.max_pool(pool, stride)
+    assert out.dimensions == batch + out_size
+    for i in range(out_size[0]):
+        for j in range(out_size[1]):
+            window = values[..., i * stride[0] : i * stride[0] + pool[0], j * stride[1] : j * stride[1] + pool[1]]
+            assert np.array_equal(out.numpy()[..., i, j], window.max(axis=(-2, -1)))
+    check(lambda a: a.max_pool(pool, stride), x)
+
+
+# ---------------------------------------------------------------- user-defined operations
+
+
+def _sin_mul(xs):
+    return Array(np.sin(xs[0].numpy()) * xs[1].numpy())
+
+
+def _sin_mul_backward(xs, is_tracked, delta):
+    x, y = xs[0].numpy(), xs[1].numpy()
+    return [
+        delta * Array(np.cos(x) * y) if is_tracked[0] else None,
+        delta * Array(np.sin(x)) if is_tracked[1] else None,
+    ]
+
+
+@SWEEP
+@given(shapes, seeds)
+def test_custom_op(shape, seed):
+    rng = np.random.default_rng(seed)
+    x, y = uniform(rng, shape), uniform(rng, shape)
+    check(lambda a, b: Array.op([a, b], _sin_mul, _sin_mul_backward), x, y)
+    # inside a larger graph, next to built-in operations and sharing an input
+    check(lambda a, b: (Array.op([a * b, b], _sin_mul, _sin_mul_backward) + a).tanh(), x, y)
+
+
+def test_custom_op_with_an_untracked_input():
+    x, y = arr(0.5, -1.0).tracked(), arr(2.0, 3.0)
+    Array.op([x, y], _sin_mul, _sin_mul_backward).backward()
+    assert allclose(x.gradient(), Array(np.cos([0.5, -1.0]) * [2.0, 3.0]))
+    assert y.gradient() is None
+
+
+# ---------------------------------------------------------------- fused primitives vs compositions
+
+
+def _values_and_gradients(f, inputs):
+    tracked = [Array(x).tracked() for x in inputs]
+    out = f(*tracked)
+    out.backward(np.random.default_rng(1).uniform(0.5, 1.5, size=out.dimensions))
+    return out, [t.gradient() for t in tracked]
+
+
+@SWEEP
+@given(pairs, seeds)
+def test_fused_primitives_match_their_compositions(shapes_, seed):
+    rng = np.random.default_rng(seed)
+    x = uniform(rng, shapes_.input_shapes[0])
+    y = away_from_zero(rng, shapes_.input_shapes[1])
+    for fused, composed in [
+        (lambda a, b: a - b, lambda a, b: a + (-b)),
+        (lambda a, b: a / b, lambda a, b: a * b.reciprocal()),
+        (lambda a, b: Array.axpy(-0.7, a, b), lambda a, b: -0.7 * a + b),
+        (lambda a, b: a.sigmoid() * b, lambda a, b: (1.0 + (-a).exp()).reciprocal() * b),
+        (lambda a, b: a.tanh() * b, lambda a, b: ((2.0 * a).exp() - 1.0) / ((2.0 * a).exp() + 1.0) * b),
+        (lambda a, b: a.softmax() * b, lambda a, b: a.exp() / a.exp().sum(1) * b),
+        (lambda a, b: a.powf(2.0) * b, lambda a, b: a * a * b),
+    ]:
+        out_f, grads_f = _values_and_gradients(fused, [x, y])
+        out_c, grads_c = _values_and_gradients(composed, [x, y])
+        assert allclose(out_f, out_c, rtol=1e-12, atol=1e-12)
+        for g_f, g_c in zip(grads_f, grads_c):
+            assert allclose(g_f, g_c, rtol=1e-10, atol=1e-12)
+
+
+# ---------------------------------------------------------------- float32 in, float32 out
+
+
+def _f32(*shapes_):
+    rng = np.random.default_rng(3)
+    return [Array(rng.uniform(0.5, 2.0, size=s), dtype="float32") for s in shapes_]
+
+
+FLOAT32_CASES = [
+    ("add", lambda a, b: a + b + 1.0, [(2, 3), (3,)]),
+    ("sub", lambda a, b: 2.0 - a - b, [(2, 3), (1, 3)]),
+    ("mul", lambda a, b: 3.0 * a * b, [(2, 3), (2, 1)]),
+    ("div", lambda a, b: a / b / 2.0, [(2, 3), (3,)]),
+    ("neg", lambda a: -a, [(2, 3)]),
+    ("powf", lambda a: a.powf(2.5) + a**3, [(2, 3)]),
+    ("pow", lambda a, b: a**b + 2.0**a, [(2, 3), (3,)]),
+    ("reciprocal", lambda a: a.reciprocal(), [(2, 3)]),
+    ("exp", lambda a: a.exp(), [(2, 3)]),
+    ("ln", lambda a: a.ln(), [(2, 3)]),
+    ("relu", lambda a: (a - 1.0).relu(), [(2, 3)]),
+    ("sigmoid", lambda a: a.sigmoid(), [(2, 3)]),
+    ("tanh", lambda a: a.tanh(), [(2, 3)]),
+    ("softmax", lambda a: a.softmax(), [(2, 3)]),
+    ("sum", lambda a: a.sum(2), [(2, 3, 2)]),
+    ("reshape", lambda a: a.reshape((3, 2)), [(2, 3)]),
+    ("matmul", lambda a, b, c: Array.matmul((a, False), (b, True), c), [(2, 2, 3), (4, 3), (4,)]),
+    ("matmul", lambda a, b: a @ b, [(3,), (2, 3, 2)]),
+    ("conv", lambda a, f: a.conv(f, (1, 2)), [(2, 2, 5, 5), (3, 2, 2, 2)]),
+    ("conv", lambda a, f: a.conv(f), [(2, 4, 4), (2, 3, 3)]),
+    ("max_pool", lambda a: a.max_pool((2, 2), (1, 1)), [(2, 4, 4)]),
+    ("axpy", lambda a, b: Array.axpy(0.3, a, b), [(2, 3), (3,)]),
+    ("op", lambda a, b: Array.op([a, b], _sin_mul, _sin_mul_backward), [(2, 3), (2, 3)]),
+]
+
+
+@pytest.mark.parametrize("name, f, input_shapes", FLOAT32_CASES, ids=[c[0] for c in FLOAT32_CASES])
+def test_float32_in_float32_out(name, f, input_shapes):
+    inputs = [x.tracked() for x in _f32(*input_shapes)]
+    out = f(*inputs)
+    assert out.dtype == np.float32
+    out.backward()
+    for x in inputs:
+        assert x.gradient() is not None and x.gradient().dtype == np.float32
+    # and the float32 gradients agree with float64 ones to float32 precision
+    inputs64 = [Array(x.numpy(), dtype="float64").tracked() for x in inputs]
+    out64 = f(*inputs64)
+    assert out64.dtype == np.float64
+    out64.backward()
+    for x32, x64 in zip(inputs, inputs64):
+        assert allclose(Array(x32.gradient().numpy(), dtype="float64"), x64.gradient(), rtol=1e-4, atol=1e-5)
+
+
+def test_float32_gradient_of_a_float64_mix_keeps_each_dtype():
+    x32 = Array([1.0, 2.0], dtype="float32").tracked()
+    x64 = arr(3.0, 4.0).tracked()
+    out = x32 * x64
+    assert out.dtype == np.float64
+    out.backward()
+    assert x32.gradient().dtype == np.float32 and x32.gradient() == Array([3.0, 4.0], dtype="float32")
+    assert x64.gradient().dtype == np.float64 and x64.gradient() == arr(1.0, 2.0)
