@@ -11,8 +11,10 @@ The algorithm, in the order it runs:
    the one that fires the node. It sums the deltas in key order (consumer
    sequence id, then argument position), so the sum never depends on which
    thread arrived first.
-3. Hand-off: of the nodes a step makes ready, the thread keeps one and
-   queues the others on the pass. Costly ones also get a ticket on the pool:
+3. Hand-off: of the nodes a step makes ready, the thread keeps the
+   cheapest and queues the others on the pass (a costly one is queued even
+   when it is the only one, if the pass has other work waiting, so that a
+   worker can take it). Costly queued nodes also get a ticket on the pool:
    a task that pops one queued node if any is left and returns at once if not.
    No task ever waits for another, so a pool of any size finishes any graph.
    The caller pops queued nodes too, and sleeps only when there is nothing to
@@ -137,10 +139,17 @@ class _Pass:
                         raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     position += 1
                     if keep is None:
-                        keep = target
-                        kept = total
+                        if target.cost >= self.handoff_cost and self.executor is not None and self.ready:
+                            # Costly, and this pass has other work queued: let a
+                            # worker take it while this thread goes on.
+                            self._queue(target, total)
+                        else:
+                            keep = target
+                            kept = total
                     else:
-                        keep, kept = self._hand_off(keep, kept, target, total)
+                        if target.cost < keep.cost:
+                            keep, kept, target, total = target, total, keep, kept
+                        self._queue(target, total)
                 ran += 1
                 if trace is not None:
                     trace.event("complete", key.id, node)
@@ -152,18 +161,14 @@ class _Pass:
             self.fail(error, node)
         return ran
 
-    def _hand_off(self, keep: Node, kept: Any, target: Node, total: Any) -> tuple:
-        """Two nodes are ready: keep the cheaper on this thread, queue the other."""
-        queued = (target, total)
-        if target.cost < keep.cost:
-            queued = (keep, kept)
-            keep, kept = target, total
+    def _queue(self, target: Node, total: Any) -> None:
+        """Queue a ready node on the pass; a costly one also gets a pool ticket."""
         with self.cond:
-            self.ready.append(queued)
+            self.ready.append((target, total))
             if self.waiting:
                 self.cond.notify()
         executor = self.executor
-        if executor is not None and queued[0].cost >= self.handoff_cost:
+        if executor is not None and target.cost >= self.handoff_cost:
             if self.context is None:
                 self.context = contextvars.copy_context()
             # Each ticket runs in its own copy: one Context can't be entered
@@ -174,7 +179,6 @@ class _Pass:
                 # configure() replaced the pool, or the interpreter is exiting:
                 # the node stays queued and the caller runs it.
                 pass
-        return keep, kept
 
     def ticket(self) -> None:
         """A pool task: run one queued node (and what it keeps), never wait."""
