@@ -138,7 +138,17 @@ class _Pass:
                     else:
                         raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     position += 1
-                    if keep is None:
+                    if not target.inputs:
+                        # A leaf's step is only staging its delta: do it here
+                        # rather than queue it.
+                        if trace is not None:
+                            trace.event("fire", key.id, target)
+                            trace.event("complete", key.id, target)
+                        if total is not None:
+                            stage_node(target)
+                            stage_delta(total)
+                        ran += 1
+                    elif keep is None:
                         if target.cost >= self.handoff_cost and self.executor is not None and self.ready:
                             # Costly, and this pass has other work queued: let a
                             # worker take it while this thread goes on.
