@@ -61,7 +61,7 @@ class Trace:
     >>> with trace() as t:
     ...     backward(y, 1)
     >>> [event.kind for event in t.events]
-    ['start', 'count', 'count', 'fire', 'send', 'complete', 'fire', 'complete', 'end']
+    ['start', 'count', 'count', 'fire', 'send', 'fire', 'complete', 'complete', 'end']
     >>> print(t.mermaid())
     sequenceDiagram
         participant P1 as backward() 1
@@ -71,10 +71,10 @@ class Trace:
         activate N2
         Note right of N2: fired on caller 1
         N2->>N1: delta
-        deactivate N2
         activate N1
         Note right of N1: fired on caller 1
         deactivate N1
+        deactivate N2
         N2-->>P1: done
     """
 
