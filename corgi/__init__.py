@@ -14,8 +14,8 @@ True
 """
 
 from .array import Array, allclose, arr
-from .gradcheck import GradcheckError, gradcheck
+from .gradcheck import GradcheckError, gradcheck, gradcheck_model
 
 __version__ = "0.9.2"
 
-__all__ = ["Array", "arr", "allclose", "gradcheck", "GradcheckError", "__version__"]
+__all__ = ["Array", "arr", "allclose", "gradcheck", "gradcheck_model", "GradcheckError", "__version__"]

@@ -1,7 +1,7 @@
 """corgi 0.9.2's own tests, ported under their Rust names with their exact values.
 
 Sources: ``src/lib.rs``, ``src/array/{mod,arithmetic,linalg,image,nonlinearity}.rs`` and
-``src/blas.rs`` at tag v0.9.2 (values collected in ``notes/corgi-tests.md``). Where
+``src/blas.rs`` at tag v0.9.2. Where
 corgi's own value is wrong, the test asserts the right value and says so; where a
 corgi test only passes by luck (it uses the one parameter value that hides a bug),
 a companion test varies that parameter.

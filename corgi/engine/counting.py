@@ -8,13 +8,16 @@ needs no recursion.
 
 from __future__ import annotations
 
+from typing import Optional
+
 from .node import Node
 
 
-def count_consumers(root: Node, key: object) -> list[Node]:
+def count_consumers(root: Node, key: object, reached: Optional[list] = None) -> list[Node]:
     """Register ``key``'s counters on every node below ``root``.
 
-    Returns the nodes reached, root first. Each one gets
+    Returns the nodes reached, root first, appended to ``reached`` if given
+    (so a caller still knows what was counted if the walk is cut short). Each one gets
     ``pending[key] = consumers``; the root has no consumers in this pass and
     gets no entry. Counts are plain integers: the walk allocates no
     container per node, which keeps the garbage collector out of it.
@@ -25,7 +28,9 @@ def count_consumers(root: Node, key: object) -> list[Node]:
     >>> b.pending["p"], a.pending["p"]
     (1, 3)
     """
-    reached = [root]
+    if reached is None:
+        reached = []
+    reached.append(root)
     stack = [root]
     push = stack.append
     pop = stack.pop
@@ -51,3 +56,4 @@ def forget(nodes: list[Node], key: object) -> None:
     for node in nodes:
         with node.lock:
             node.pending.pop(key, None)
+

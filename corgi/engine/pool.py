@@ -62,7 +62,9 @@ def configure(workers: Optional[int] = None, handoff_cost: Optional[int] = None)
     global _settings, _executor
     if workers is not None and (not isinstance(workers, int) or isinstance(workers, bool) or workers < 0):
         raise ValueError(f"configure: workers must be a whole number >= 0, got {workers!r}")
-    if handoff_cost is not None and (not isinstance(handoff_cost, int) or handoff_cost < 0):
+    if handoff_cost is not None and (
+        not isinstance(handoff_cost, int) or isinstance(handoff_cost, bool) or handoff_cost < 0
+    ):
         raise ValueError(f"configure: handoff_cost must be a whole number >= 0, got {handoff_cost!r}")
     with _lock:
         new = Settings(

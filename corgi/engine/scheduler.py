@@ -78,8 +78,13 @@ class _Pass:
         ran = 0
         key = self
         trace = self.trace
-        stage_node = self.staged_nodes.append
-        stage_delta = self.staged_deltas.append
+        # Staged pairs go to lists of this call's own and join the pass's
+        # lists under its lock at the end: two threads appending to shared
+        # lists could interleave and pair a node with another's delta.
+        staged_nodes: list = []
+        staged_deltas: list = []
+        stage_node = staged_nodes.append
+        stage_delta = staged_deltas.append
         try:
             while True:
                 if self.error is not None:
@@ -92,6 +97,11 @@ class _Pass:
                     stage_delta(delta)
                     if inputs:
                         deltas = node.deltas(delta)
+                        if type(deltas) not in (list, tuple):
+                            raise TypeError(
+                                f"backward of {node.name} returned {type(deltas).__name__}, "
+                                f"not a list or tuple of {len(inputs)} deltas"
+                            )
                         if len(deltas) != len(inputs):
                             raise ValueError(
                                 f"backward of {node.name} returned {len(deltas)} deltas "
@@ -169,6 +179,10 @@ class _Pass:
                 delta = kept
         except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
             self.fail(error, node)
+        if staged_nodes:
+            with self.cond:
+                self.staged_nodes += staged_nodes
+                self.staged_deltas += staged_deltas
         return ran
 
     def _queue(self, target: Node, total: Any) -> None:
@@ -280,34 +294,44 @@ def backward(root: Node, delta: Any) -> None:
     (7, 1)
     """
     recorders = _trace.active()
-    key_holder = _Pass(0, recorders)
+    this = _Pass(0, recorders)
     if recorders is not None:
-        recorders.event("start", key_holder.id, root)
-    reached = count_consumers(root, key_holder)
-    key_holder.remaining = len(reached)
-    if recorders is not None:
-        for node in reached:
-            recorders.event("count", key_holder.id, node, None, node.pending.get(key_holder, 0))
+        recorders.event("start", this.id, root)
+    reached: list = []
     try:
-        key_holder.drive(root, delta)
-    except BaseException as interrupt:  # noqa: B036 - e.g. KeyboardInterrupt while waiting
-        key_holder.fail(interrupt)
-        key_holder.wait_idle()
-    error = key_holder.error
-    if error is not None:
-        forget(reached, key_holder)
-        key_holder.staged_nodes.clear()
-        key_holder.staged_deltas.clear()
+        count_consumers(root, this, reached)
+        this.remaining = len(reached)
         if recorders is not None:
-            recorders.event("end", key_holder.id, root, None, "failed")
-        key_holder = None
+            for node in reached:
+                recorders.event("count", this.id, node, None, node.pending.get(this, 0))
+        this.drive(root, delta)
+    except BaseException as interrupt:  # noqa: B036 - e.g. KeyboardInterrupt while waiting
+        this.fail(interrupt)
+        this.wait_idle()
+    error = this.error
+    if error is not None:
+        # Drop everything the pass holds before raising: the traceback keeps
+        # its frames (and so this pass) alive, and the pass must not keep the
+        # exception, its counters or its staged deltas in return.
+        forget(reached, this)
+        this.staged_nodes.clear()
+        this.staged_deltas.clear()
+        this.ready.clear()
+        this.error = _FAILED
+        if recorders is not None:
+            recorders.event("end", this.id, root, None, "failed")
+        this = None
         try:
             raise error
         finally:
             error = None
-    for node, total in zip(key_holder.staged_nodes, key_holder.staged_deltas):
+    for node, total in zip(this.staged_nodes, this.staged_deltas):
         with node.lock:
             current = node.gradient
             node.gradient = total if current is None else current + total
     if recorders is not None:
-        recorders.event("end", key_holder.id, root, None, "done")
+        recorders.event("end", this.id, root, None, "done")
+
+
+# What a failed pass's ``error`` becomes once the exception is on its way out.
+_FAILED = RuntimeError("this backward pass failed")

@@ -1,0 +1,229 @@
+"""Shared fixtures for the engine and reliability suites.
+
+``engine_state`` saves and restores what a concurrency test changes: the
+engine's worker count and hand-off threshold, and ``sys.setswitchinterval``.
+``fast_switching`` drops the switch interval to 1 µs so the interpreter
+changes threads at almost every call. ``pool_probe`` checks that no worker of
+the shared pool is stuck in a task, and that no worker outlives its pool.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+
+import pytest
+
+from corgi import engine
+from corgi.engine import pool as engine_pool
+
+WORKER_COUNTS = (0, 1, 2, 8, 32)
+
+
+@pytest.fixture
+def engine_state():
+    """Restore the engine settings and the switch interval after the test."""
+    before = engine.settings()
+    interval = sys.getswitchinterval()
+    try:
+        yield before
+    finally:
+        sys.setswitchinterval(interval)
+        engine.configure(workers=before.workers, handoff_cost=before.handoff_cost)
+
+
+@pytest.fixture
+def fast_switching(engine_state):
+    """``sys.setswitchinterval(1e-6)`` for the test (restored afterwards)."""
+    sys.setswitchinterval(1e-6)
+    yield
+
+
+class PoolProbe:
+    """Checks on the engine's shared thread pool, through its public handle."""
+
+    def assert_idle(self, timeout: float = 10.0) -> None:
+        """Every worker of the current pool is free: all of them meet at a barrier.
+
+        A worker stuck inside an engine task never reaches the barrier, so the
+        barrier breaks (or the last task never starts) and this fails.
+        """
+        executor = engine_pool.executor()
+        if executor is None:
+            return
+        workers = engine.settings().workers
+        barrier = threading.Barrier(workers)
+        futures = [executor.submit(barrier.wait, timeout) for _ in range(workers)]
+        for future in futures:
+            future.result(timeout + 2)
+
+    def worker_threads(self) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name.startswith("corgi-worker")]
+
+    def assert_all_exit(self, timeout: float = 10.0) -> None:
+        """Switch the pool off and check that every worker thread exits."""
+        engine.configure(workers=0)
+        deadline = time.monotonic() + timeout
+        for thread in self.worker_threads():
+            thread.join(max(0.0, deadline - time.monotonic()))
+        alive = [t.name for t in self.worker_threads() if t.is_alive()]
+        assert not alive, f"worker threads still alive after the pool was switched off: {alive}"
+
+
+@pytest.fixture
+def pool_probe(engine_state) -> PoolProbe:
+    return PoolProbe()
+
+
+# -- the chaos harness: yield points injected from outside the engine ---------
+#
+# CPython switches threads only at calls and backward jumps, so a race between
+# a read and a write of shared state shows up only if a call sits in between.
+# The engine has no built-in yield point, so these wrappers add calls, with seeded random
+# sleeps, to every method the engine calls on a node's lock and counter map
+# and on the containers a pass keeps (its ready queue and staging lists).
+
+
+class Chaos:
+    """Random, seeded short sleeps: ``chaos.pause()`` may hand the GIL to another thread."""
+
+    def __init__(self, seed: int = 0, rate: float = 0.5, longest: float = 2e-4) -> None:
+        import random
+
+        self._random = random.Random(seed)
+        self._rate = rate
+        self._longest = longest
+        self.pauses = 0
+
+    def pause(self) -> None:
+        self.pauses += 1
+        r = self._random.random()  # shared Random: thread-safe under the GIL, order is not
+        if r < self._rate:
+            time.sleep(r / self._rate * self._longest)
+        else:
+            time.sleep(0)
+
+
+def _chaos_types(chaos: Chaos):
+    from collections import deque
+
+    class ChaosLock:
+        def __init__(self) -> None:
+            self._lock = threading.Lock()
+
+        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+            chaos.pause()
+            return self._lock.acquire(blocking, timeout)
+
+        def release(self) -> None:
+            self._lock.release()
+            chaos.pause()
+
+        def locked(self) -> bool:
+            return self._lock.locked()
+
+        __enter__ = acquire
+
+        def __exit__(self, *exc) -> None:
+            self.release()
+
+    class ChaosDict(dict):
+        def get(self, key, default=None):
+            chaos.pause()
+            value = dict.get(self, key, default)
+            chaos.pause()
+            return value
+
+        def __setitem__(self, key, value):
+            chaos.pause()
+            dict.__setitem__(self, key, value)
+            chaos.pause()
+
+        def __delitem__(self, key):
+            chaos.pause()
+            dict.__delitem__(self, key)
+            chaos.pause()
+
+        def pop(self, *args):
+            chaos.pause()
+            return dict.pop(self, *args)
+
+    class ChaosList(list):
+        def append(self, item):
+            chaos.pause()
+            list.append(self, item)
+            chaos.pause()
+
+        def extend(self, items):
+            chaos.pause()
+            list.extend(self, items)
+            chaos.pause()
+
+    class ChaosDeque(deque):
+        def append(self, item):
+            chaos.pause()
+            deque.append(self, item)
+            chaos.pause()
+
+        def popleft(self):
+            chaos.pause()
+            return deque.popleft(self)
+
+    return ChaosLock, ChaosDict, ChaosList, ChaosDeque
+
+
+class ChaosHarness:
+    def __init__(self, chaos: Chaos) -> None:
+        self.chaos = chaos
+        self.lock_type, self.dict_type, self.list_type, self.deque_type = _chaos_types(chaos)
+
+    def nodes(self, nodes) -> None:
+        """Give ``nodes`` yielding locks and counter maps (before any pass runs on them)."""
+        for node in nodes:
+            node.lock = self.lock_type()
+            node.pending = self.dict_type(node.pending)
+
+    def vjp(self, vjp):
+        """Wrap a vjp so it may yield before and after it runs."""
+        pause = self.chaos.pause
+
+        def chaotic(delta):
+            pause()
+            result = vjp(delta)
+            pause()
+            return result
+
+        return chaotic
+
+
+@pytest.fixture
+def chaos(monkeypatch, fast_switching) -> ChaosHarness:
+    """Yield points everywhere the engine touches shared state, at a 1 µs switch interval.
+
+    Passes started during the test get yielding containers (every list and
+    deque attribute of the pass object); ``chaos.nodes(...)`` does the same
+    for nodes' locks and counters, ``chaos.vjp(f)`` for backward functions.
+    """
+    from collections import deque
+
+    from corgi.engine import scheduler
+
+    harness = ChaosHarness(Chaos(seed=1234))
+    original = scheduler._Pass.__init__
+
+    def chaotic_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        for name in type(self).__slots__:
+            value = getattr(self, name, None)
+            if type(value) is list:
+                setattr(self, name, harness.list_type(value))
+            elif type(value) is deque:
+                setattr(self, name, harness.deque_type(value))
+
+    monkeypatch.setattr(scheduler._Pass, "__init__", chaotic_init)
+    yield harness
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: a long test that still runs by default (deselect with -m 'not slow')")
