@@ -33,6 +33,7 @@ def _cross_entropy(corgi):
 
 def mlp(corgi, args):
     from corgi import Array
+    from corgi.optimizer import GradientDescent
 
     dtype = np.dtype(args.dtype).type
     loss_name, cost = _cross_entropy(corgi)
@@ -41,6 +42,7 @@ def mlp(corgi, args):
     def make_step(x, labels, t, params, lr):
         xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
         ps = [Array(p, dtype=dtype).tracked() for p in params]
+        optimizer = GradientDescent(lr)
 
         def step():
             w1, b1, w2, b2 = ps
@@ -48,9 +50,8 @@ def mlp(corgi, args):
             p = Array.matmul((h, False), (w2, False), b2).softmax()
             loss = cost(p, ta)
             loss.backward()
-            # Values are immutable: the update makes new parameter arrays.
-            ps[:] = [Array(q.numpy() - lr * q.gradient().numpy(), dtype=dtype).tracked()
-                     for q in ps]
+            # Values are immutable: corgi's optimizer makes new parameter arrays.
+            ps[:] = optimizer.update(ps)
             seen["param_dtype"] = str(ps[0].numpy().dtype)
             return float(np.sum(loss.numpy()))
 

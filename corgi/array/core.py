@@ -29,7 +29,10 @@ class Array:
 
     ``values`` may be a number, a (nested) sequence of numbers or a numpy
     array. With ``dimensions``, ``values`` is flat, row-major, and holds
-    exactly ``prod(dimensions)`` numbers.
+    exactly ``prod(dimensions)`` numbers. The values are copied, so later
+    writes to ``values`` can't reach the Array; ``copy=False`` skips the copy
+    of a numpy array of the right type, for code that made the values itself
+    and hands them over (an optimizer step): it must not write them again.
 
     >>> a = Array([1.0, 2.0, 3.0, 4.0], dimensions=(2, 2))
     >>> a.dimensions, a[1, 0], a[3]
@@ -48,8 +51,9 @@ class Array:
         values: Any,
         dimensions: Optional[Dimensions] = None,
         dtype: Optional[FloatType] = None,
+        copy: bool = True,
     ) -> None:
-        self._values = _to_values(values, dimensions, dtype)
+        self._values = _to_values(values, dimensions, dtype, copy)
         self._node: Optional[engine.Node] = None
         self._tracked = False
 
@@ -593,7 +597,9 @@ def _dimensions(dimensions: Dimensions, where: str) -> tuple[int, ...]:
     return shape
 
 
-def _to_values(values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType]) -> np.ndarray:
+def _to_values(
+    values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType], copy: bool = True
+) -> np.ndarray:
     if isinstance(values, Array):
         values = values._values
     if dtype is None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
@@ -601,7 +607,7 @@ def _to_values(values: Any, dimensions: Optional[Dimensions], dtype: Optional[Fl
     else:
         target = _resolve(dtype, "Array")
     try:
-        data = np.array(values, copy=True)
+        data = np.array(values, copy=True) if copy else np.asarray(values)
     except ValueError as error:
         raise ValueError(f"Array: values are not a rectangular array of numbers ({error})") from None
     if data.dtype.kind not in "biuf":

@@ -59,17 +59,19 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
         out = np.matmul(left, right)
     except ValueError:
         raise ValueError(f"matmul: leading dimensions do not broadcast: {a.shape} and {b.shape}") from None
+    shape = out.shape
     if c is not None:
         # c broadcasts to the product and never enlarges it (as torch.addmm): the deltas of a and b
-        # are then the delta of the result as it is
+        # are then the delta of the result as it is; the product is fresh, so c adds in place
         try:
-            fits = np.broadcast_shapes(out.shape, np.shape(c)) == out.shape
+            if np.result_type(out, c) == out.dtype:
+                np.add(out, c, out=out)
+            else:
+                out = np.add(out, c)
+                if out.shape != shape:
+                    raise ValueError("c enlarges the product")
         except ValueError:
-            fits = False
-        if not fits:
-            raise ValueError(f"matmul: c of dimensions {np.shape(c)} does not broadcast to the product {out.shape}")
-        out = out + c
-    shape = out.shape
+            raise ValueError(f"matmul: c of dimensions {np.shape(c)} does not broadcast to the product {shape}") from None
     if a.ndim == 1 and b.ndim == 1 and shape[-2:] == (1, 1):
         out = out.reshape(1)
     elif vectors == "numpy":

@@ -47,7 +47,8 @@ class Optimizer:
                 updated.append(parameter)
                 continue
             value = self.step(position, parameter.numpy(), gradient.numpy())
-            updated.append(Array(value, dtype=parameter.dtype).tracked())
+            # the step made ``value`` and nothing else holds it: no copy needed
+            updated.append(Array(value, dtype=parameter.dtype, copy=False).tracked())
             parameter.clear_gradient()
         return updated
 
