@@ -1,6 +1,6 @@
 """Elementwise arithmetic (corgi's ``src/array/arithmetic.rs``).
 
-Each rule sits beside its forward value. Operands are numpy arrays or
+Each rule sits right above its forward value. Operands are numpy arrays or
 Python numbers; numpy broadcasts, and ``registry.sum_to`` undoes it.
 """
 
@@ -11,56 +11,60 @@ import numpy as np
 from .registry import register
 
 
-@register("add")
-def add(x, y):
-    # d(x + y) = dx + dy
-    return x + y, (_same, _same)
-
-
-@register("sub")
-def sub(x, y):
-    # d(x - y) = dx - dy; one node instead of add(x, neg(y)) halves the engine work
-    return x - y, (_same, np.negative)
-
-
-@register("mul")
-def mul(x, y):
-    # d(xy) = y dx + x dy
-    return x * y, (lambda g: g * y, lambda g: g * x)
-
-
-@register("div")
-def div(x, y):
-    # d(x / y) = dx / y - (x / y) dy / y; a primitive so that x / y has numpy's exact bits
-    out = x / y
-    return out, (lambda g: g / y, lambda g: -g * out / y)
-
-
-@register("neg")
-def neg(x):
-    # d(-x) = -dx
-    return -x, (np.negative,)
-
-
-@register("powf")
-def powf(x, exponent):
-    # d(x^e) = e x^(e-1) dx (corgi 0.9.2 dropped the factor e x^(e-1); we do not)
-    return x**exponent, (lambda g: g * (exponent * x ** (exponent - 1)),)
-
-
-@register("pow")
-def power(x, y):
-    # d(x^y) = y x^(y-1) dx + x^y ln(x) dy
-    out = x**y
-    return out, (lambda g: g * (y * x ** (y - 1)), lambda g: g * (out * np.log(x)))
-
-
-@register("reciprocal")
-def reciprocal(x):
-    # d(1/x) = -dx / x^2
-    out = 1.0 / x
-    return out, (lambda g: -g * (out * out),)
-
-
-def _same(g):
+def _same(g, saved):
     return g
+
+
+def _negated(g, saved):
+    return -g
+
+
+# d(x + y) = dx + dy
+@register("add", _same, _same)
+def add(x, y):
+    return x + y, None
+
+
+# d(x - y) = dx - dy; one node instead of add(x, neg(y)) halves the engine work
+@register("sub", _same, _negated)
+def sub(x, y):
+    return x - y, None
+
+
+# d(xy) = y dx + x dy
+@register("mul", lambda g, s: g * s[1], lambda g, s: g * s[0])
+def mul(x, y):
+    return x * y, (x, y)
+
+
+# d(x / y) = dx / y - (x / y) dy / y; a primitive so that x / y has numpy's exact bits
+@register("div", lambda g, s: g / s[1], lambda g, s: -g * s[0] / s[1])
+def div(x, y):
+    out = x / y
+    return out, (out, y)
+
+
+# d(-x) = -dx
+@register("neg", _negated)
+def neg(x):
+    return -x, None
+
+
+# d(x^e) = e x^(e-1) dx (corgi 0.9.2 dropped the factor e x^(e-1); we do not)
+@register("powf", lambda g, s: g * (s[1] * s[0] ** (s[1] - 1)))
+def powf(x, exponent):
+    return x**exponent, (x, exponent)
+
+
+# d(x^y) = y x^(y-1) dx + x^y ln(x) dy
+@register("pow", lambda g, s: g * (s[1] * s[0] ** (s[1] - 1)), lambda g, s: g * (s[2] * np.log(s[0])))
+def power(x, y):
+    out = x**y
+    return out, (x, y, out)
+
+
+# d(1/x) = -dx / x^2
+@register("reciprocal", lambda g, out: -g * (out * out))
+def reciprocal(x):
+    out = 1.0 / x
+    return out, out

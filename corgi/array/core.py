@@ -471,8 +471,9 @@ def allclose(a: Array, b: Array, rtol: float = 1e-5, atol: float = 1e-8) -> bool
 
 def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
     raw = [operand._values if type(operand) is Array else operand for operand in operands]
+    primitive = PRIMITIVES[name]
     try:
-        result = PRIMITIVES[name](*raw, **params) if params else PRIMITIVES[name](*raw)
+        result = primitive.forward(*raw, **params) if params else primitive.forward(*raw)
     except ValueError as error:
         if str(error).startswith(f"{name}:"):
             raise
@@ -487,8 +488,7 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
     out._node = None
     inputs = []
     rules: list = []
-    vjps = result[1]
-    for operand, rule, values in zip(operands, vjps, raw):
+    for operand, rule, values in zip(operands, primitive.vjps, raw):
         if type(operand) is Array and operand._tracked:
             inputs.append(operand._node)
             shape = values.shape
@@ -499,7 +499,7 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
             rules += (rule, shape, values.dtype)
     if inputs:
         cost = result[2] if len(result) > 2 else value.size
-        out._node = _OpNode(tuple(inputs), tuple(rules), name, cost)
+        out._node = _OpNode(tuple(inputs), tuple(rules), result[1], name, cost)
         out._tracked = True
     return out
 
@@ -524,22 +524,31 @@ class _ArrayNode(engine.Node):
 class _OpNode(_ArrayNode):
     """A node made by ``_apply``: it calls its tracked operands' rules and fits their deltas."""
 
-    __slots__ = ("rules",)
+    __slots__ = ("rules", "saved")
 
-    def __init__(self, inputs: tuple, rules: tuple, name: str, cost: int) -> None:
+    def __init__(self, inputs: tuple, rules: tuple, saved: Any, name: str, cost: int) -> None:
         engine.Node.__init__(self, inputs, None, name, cost)
-        self.rules = rules  # (rule, shape, dtype) of each tracked operand, flat
+        self.rules = rules  # (vjp, shape, dtype) of each tracked operand, flat
+        self.saved = saved  # what the primitive's forward kept for its vjps
 
-    def deltas(self, delta: np.ndarray) -> list:
-        out = []
+    def deltas(self, delta: np.ndarray) -> tuple:
         rules = self.rules
-        for i in range(0, len(rules), 3):
-            rule, shape, dtype = rules[i : i + 3]
-            d = rule(delta)
-            if d.shape != shape:
-                d = sum_to(d, shape)
-            out.append(d if d.dtype == dtype else d.astype(dtype))
-        return out
+        saved = self.saved
+        first = _fit(rules[0](delta, saved), rules[1], rules[2])
+        if len(rules) == 3:
+            return (first,)
+        second = _fit(rules[3](delta, saved), rules[4], rules[5])
+        if len(rules) == 6:
+            return (first, second)
+        rest = (_fit(rules[i](delta, saved), rules[i + 1], rules[i + 2]) for i in range(6, len(rules), 3))
+        return (first, second, *rest)
+
+
+def _fit(delta: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+    """A rule's delta summed down to its operand's dimensions, in its operand's dtype."""
+    if delta.shape != shape:
+        delta = sum_to(delta, shape)
+    return delta if delta.dtype == dtype else delta.astype(dtype)
 
 
 def _binary(name: str, x: Any, y: Any) -> Array:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import operator
+from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
@@ -25,11 +26,40 @@ def _windows(x, size, stride):
     return sliding_window_view(x, size, axis=(-2, -1))[..., :: stride[0], :: stride[1], :, :]
 
 
-@register("conv")
+class _Convolution(NamedTuple):
+    """What a convolution's vjps need."""
+
+    x_shape: tuple
+    windows: np.ndarray  # (..., depth, out_rows, out_cols, f_rows, f_cols), a view of x
+    filters: np.ndarray  # (count, depth, f_rows, f_cols)
+    stride: tuple
+    single: bool  # one (depth, rows, cols) filter was given
+
+
+def _conv_grad_x(g, s: _Convolution):
+    # every pixel gets g w back from each window it belongs to: overlapping windows add
+    out_rows, out_cols = g.shape[-2:]
+    f_rows, f_cols = s.filters.shape[-2:]
+    dx = np.zeros(s.x_shape, dtype=np.result_type(g, s.filters))
+    for r in range(f_rows):
+        for c in range(f_cols):
+            rows = slice(r, r + s.stride[0] * (out_rows - 1) + 1, s.stride[0])
+            cols = slice(c, c + s.stride[1] * (out_cols - 1) + 1, s.stride[1])
+            dx[..., rows, cols] += np.einsum("...kij,kd->...dij", g, s.filters[:, :, r, c], optimize=True)
+    return dx
+
+
+def _conv_grad_filters(g, s: _Convolution):
+    lead = "".join(chr(ord("A") + i) for i in range(len(s.x_shape) - 3))
+    dw = np.einsum(f"{lead}kij,{lead}dijrc->kdrc", g, s.windows, optimize=True)
+    return dw[0] if s.single else dw
+
+
+# y[..., k, i, j] = sum_{d,r,c} x[..., d, s_r i + r, s_c j + c] w[k, d, r, c] (valid
+# cross-correlation); dw = sum over windows of g times the window; dx adds g w back into
+# every window a pixel belongs to (corgi 0.9.2 assigned, losing overlapping windows)
+@register("conv", _conv_grad_x, _conv_grad_filters)
 def conv(x, filters, stride=(1, 1)):
-    # y[..., k, i, j] = sum_{d,r,c} x[..., d, s_r i + r, s_c j + c] w[k, d, r, c] (valid
-    # cross-correlation); dw = sum over windows of g times the window; dx adds g w back into
-    # every window a pixel belongs to (corgi 0.9.2 assigned, losing overlapping windows)
     stride = _pair(stride, "stride", "conv")
     single = filters.ndim == 3
     w = filters[None] if single else filters
@@ -43,29 +73,34 @@ def conv(x, filters, stride=(1, 1)):
         raise ValueError(f"conv: input {x.shape} does not fit filters {filters.shape}")
     windows = _windows(x, (f_rows, f_cols), stride)  # (..., depth, i, j, r, c)
     out = np.einsum("...dijrc,kdrc->...kij", windows, w, optimize=True)
-    out_rows, out_cols = out.shape[-2:]
-
-    def grad_x(g):
-        dx = np.zeros(x.shape, dtype=np.result_type(g, w))
-        for r in range(f_rows):
-            for c in range(f_cols):
-                rows = slice(r, r + stride[0] * (out_rows - 1) + 1, stride[0])
-                cols = slice(c, c + stride[1] * (out_cols - 1) + 1, stride[1])
-                dx[..., rows, cols] += np.einsum("...kij,kd->...dij", g, w[:, :, r, c], optimize=True)
-        return dx
-
-    def grad_w(g):
-        lead = "".join(chr(ord("A") + i) for i in range(x.ndim - 3))
-        dw = np.einsum(f"{lead}kij,{lead}dijrc->kdrc", g, windows, optimize=True)
-        return dw[0] if single else dw
-
-    return out, (grad_x, grad_w), 2 * out.size * depth * f_rows * f_cols
+    saved = _Convolution(x.shape, windows, w, stride, single)
+    return out, saved, 2 * out.size * depth * f_rows * f_cols
 
 
-@register("max_pool")
+class _Pooling(NamedTuple):
+    """What a max-pool's vjp needs."""
+
+    x_shape: tuple
+    argmax: np.ndarray  # the flat position of each window's first maximum
+    pool: tuple
+    stride: tuple
+
+
+def _pool_grad_x(g, s: _Pooling):
+    out_rows, out_cols = g.shape[-2:]
+    dx = np.zeros(s.x_shape, dtype=g.dtype)
+    for r in range(s.pool[0]):
+        for c in range(s.pool[1]):
+            rows = slice(r, r + s.stride[0] * (out_rows - 1) + 1, s.stride[0])
+            cols = slice(c, c + s.stride[1] * (out_cols - 1) + 1, s.stride[1])
+            dx[..., rows, cols] += np.where(s.argmax == r * s.pool[1] + c, g, 0)
+    return dx
+
+
+# y = the largest value of each window; dx routes g to the first maximum of each window
+# (windows that overlap add their shares)
+@register("max_pool", _pool_grad_x)
 def max_pool(x, pool=(2, 2), stride=(2, 2)):
-    # y = the largest value of each window; dx routes g to the first maximum of each window
-    # (windows that overlap add their shares)
     pool = _pair(pool, "pool", "max_pool")
     stride = _pair(stride, "stride", "max_pool")
     if x.ndim < 2 or x.shape[-2] < pool[0] or x.shape[-1] < pool[1]:
@@ -74,15 +109,4 @@ def max_pool(x, pool=(2, 2), stride=(2, 2)):
     flat = windows.reshape(windows.shape[:-2] + (-1,))
     argmax = flat.argmax(axis=-1)
     out = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
-    out_rows, out_cols = out.shape[-2:]
-
-    def grad_x(g):
-        dx = np.zeros(x.shape, dtype=g.dtype)
-        for r in range(pool[0]):
-            for c in range(pool[1]):
-                rows = slice(r, r + stride[0] * (out_rows - 1) + 1, stride[0])
-                cols = slice(c, c + stride[1] * (out_cols - 1) + 1, stride[1])
-                dx[..., rows, cols] += np.where(argmax == r * pool[1] + c, g, 0)
-        return dx
-
-    return out, (grad_x,)
+    return out, _Pooling(x.shape, argmax, pool, stride)

@@ -2,30 +2,31 @@
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .registry import register
 
 
-@register("sum")
+# y = sum of x over its last skip_count axes, kept as one axis of 1 (corgi's shape rule: 2x3
+# summed gives 2x1; skip_count 0 is the identity, as in corgi); dx = dy broadcast back over the
+# summed axes
+@register("sum", lambda g, s: np.broadcast_to(g.reshape(s[0]), s[1]))
 def sum_last(x, skip_count):
-    # y = sum of x over its last skip_count axes, kept as one axis of 1 (corgi's shape rule:
-    # 2x3 summed gives 2x1; skip_count 0 is the identity, as in corgi); dx = dy broadcast back
-    # over the summed axes
     if not 0 <= skip_count <= x.ndim:
         raise ValueError(f"sum: skip_count must be between 0 and {x.ndim} for dimensions {x.shape}, got {skip_count}")
     lead = x.shape[: x.ndim - skip_count]
     out = x.reshape(lead + (-1,)).sum(axis=-1).reshape(lead + (1,) if skip_count else lead)
-    spread = lead + (1,) * skip_count
-    return out, (lambda g: np.broadcast_to(g.reshape(spread), x.shape),)
+    return out, (lead + (1,) * skip_count, x.shape)
 
 
-@register("reshape")
+# a reshape moves no value: dx = dy in x's dimensions
+@register("reshape", lambda g, shape: g.reshape(shape))
 def reshape(x, dimensions):
-    # a reshape moves no value: dx = dy in x's dimensions
     if int(np.prod(dimensions)) != x.size or any(d < 1 for d in dimensions):
         raise ValueError(f"reshape: can't reshape dimensions {x.shape} ({x.size} values) to {tuple(dimensions)}")
-    return x.reshape(dimensions), (lambda g: g.reshape(x.shape),)
+    return x.reshape(dimensions), x.shape
 
 
 def _as_matrix(x, transpose, column):
@@ -35,10 +36,38 @@ def _as_matrix(x, transpose, column):
     return np.swapaxes(x, -1, -2) if transpose else x
 
 
-@register("matmul")
+class _Product(NamedTuple):
+    """What a matrix product's vjps need."""
+
+    left: np.ndarray  # A', as multiplied (a 1-D operand made a matrix, transposed on request)
+    right: np.ndarray  # B'
+    shape: tuple  # the product's shape before 1-D operands' axes were dropped
+    transpose_a: bool
+    transpose_b: bool
+    a_is_vector: bool
+    b_is_vector: bool
+
+
+def _grad_a(g, p: _Product):
+    d = np.matmul(g.reshape(p.shape), np.swapaxes(p.right, -1, -2))
+    d = np.swapaxes(d, -1, -2) if p.transpose_a else d
+    return d.reshape(d.shape[:-2] + (-1,)) if p.a_is_vector else d
+
+
+def _grad_b(g, p: _Product):
+    d = np.matmul(np.swapaxes(p.left, -1, -2), g.reshape(p.shape))
+    d = np.swapaxes(d, -1, -2) if p.transpose_b else d
+    return d.reshape(d.shape[:-2] + (-1,)) if p.b_is_vector else d
+
+
+def _grad_c(g, p: _Product):
+    return g.reshape(p.shape)
+
+
+# Y = A' B' + C with A' = A or A^T, B' = B or B^T (batched, broadcast over leading axes);
+# dA' = G B'^T, dB' = A'^T G, dC = G; a transposed operand gets the transposed delta.
+@register("matmul", _grad_a, _grad_b, _grad_c)
 def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
-    # Y = A' B' + C with A' = A or A^T, B' = B or B^T (batched, broadcast over leading axes);
-    # dA' = G B'^T, dB' = A'^T G, dC = G; a transposed operand gets the transposed delta.
     if a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands need at least one dimension, got {a.shape} and {b.shape}")
     if vectors == "numpy":
@@ -78,21 +107,6 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
         # numpy drops the axis it added for a 1-D operand
         out = out[..., 0] if b.ndim == 1 else out[..., 0, :] if a.ndim == 1 else out
 
-    def full(g):
-        return g.reshape(shape)
-
-    def grad_a(g):
-        g = full(g)
-        d = np.matmul(g, np.swapaxes(right, -1, -2))
-        d = np.swapaxes(d, -1, -2) if transpose_a else d
-        return d.reshape(d.shape[:-2] + (-1,)) if a.ndim == 1 else d
-
-    def grad_b(g):
-        g = full(g)
-        d = np.matmul(np.swapaxes(left, -1, -2), g)
-        d = np.swapaxes(d, -1, -2) if transpose_b else d
-        return d.reshape(d.shape[:-2] + (-1,)) if b.ndim == 1 else d
-
-    vjps = (grad_a, grad_b) if c is None else (grad_a, grad_b, full)
+    saved = _Product(left, right, shape, transpose_a, transpose_b, a.ndim == 1, b.ndim == 1)
     # the backward does two products of the forward's size
-    return out, vjps, 2 * out.size * left.shape[-1]
+    return out, saved, 2 * out.size * left.shape[-1]

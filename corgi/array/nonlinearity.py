@@ -7,43 +7,43 @@ import numpy as np
 from .registry import register
 
 
-@register("exp")
+# d(e^x) = e^x dx
+@register("exp", lambda g, out: g * out)
 def exp(x):
-    # d(e^x) = e^x dx
     out = np.exp(x)
-    return out, (lambda g: g * out,)
+    return out, out
 
 
-@register("ln")
+# d(ln x) = dx / x
+@register("ln", lambda g, x: g / x)
 def ln(x):
-    # d(ln x) = dx / x
-    return np.log(x), (lambda g: g / x,)
+    return np.log(x), x
 
 
-@register("relu")
+# d relu(x) = [x > 0] dx
+@register("relu", lambda g, x: g * (x > 0))
 def relu(x):
-    # d relu(x) = [x > 0] dx
-    return np.maximum(x, 0), (lambda g: g * (x > 0),)
+    return np.maximum(x, 0), x
 
 
-@register("sigmoid")
+# s = 1 / (1 + e^-x) = e^(-log(1 + e^-x)): logaddexp never overflows; ds = s (1 - s) dx
+@register("sigmoid", lambda g, out: g * (out * (1 - out)))
 def sigmoid(x):
-    # s = 1 / (1 + e^-x) = e^(-log(1 + e^-x)): logaddexp never overflows; ds = s (1 - s) dx
     out = np.exp(-np.logaddexp(0, -x))
-    return out, (lambda g: g * (out * (1 - out)),)
+    return out, out
 
 
-@register("tanh")
+# d tanh(x) = (1 - tanh(x)^2) dx
+@register("tanh", lambda g, out: g * (1 - out * out))
 def tanh(x):
-    # d tanh(x) = (1 - tanh(x)^2) dx
     out = np.tanh(x)
-    return out, (lambda g: g * (1 - out * out),)
+    return out, out
 
 
-@register("softmax")
+# s = e^(x - max x) / sum e^(x - max x) over the last axis (the shift keeps e^ finite);
+# ds = s * (g - sum(g * s)) along that axis
+@register("softmax", lambda g, out: out * (g - (g * out).sum(axis=-1, keepdims=True)))
 def softmax(x):
-    # s = e^(x - max x) / sum e^(x - max x) over the last axis (the shift keeps e^ finite);
-    # ds = s * (g - sum(g * s)) along that axis
     shifted = np.exp(x - x.max(axis=-1, keepdims=True))
     out = shifted / shifted.sum(axis=-1, keepdims=True)
-    return out, (lambda g: out * (g - (g * out).sum(axis=-1, keepdims=True)),)
+    return out, out

@@ -1,33 +1,51 @@
 """The registry of primitives, and un-broadcasting done once for all of them.
 
-A primitive is a numpy function ``f(*operands, **params)`` returning
-``(value, vjps)`` or ``(value, vjps, cost)``: the forward value, one
-vector-Jacobian product per operand (a function of the delta arriving at the
-output), and optionally an estimate of the work its backward does (default:
-the number of output elements). A vjp may return a delta in the broadcast
-shape; ``sum_to`` brings it back to its operand's shape, so no primitive
-repeats that logic.
+A primitive is a numpy forward function and one vector-Jacobian product
+(vjp) per operand, registered together under a name:
+
+    # d(xy) = y dx + x dy
+    @register("mul", lambda g, s: g * s[1], lambda g, s: g * s[0])
+    def mul(x, y):
+        return x * y, (x, y)
+
+The forward ``f(*operands, **params)`` returns ``(value, saved)`` or
+``(value, saved, cost)``: the value, whatever its vjps need later, and
+optionally an estimate of the work its backward does (default: the number
+of output elements). Vjp ``i`` maps the delta arriving at the output, and
+``saved``, to the delta of operand ``i``. Vjps are module-level functions,
+not closures made per call, so a recorded operation costs one small tuple
+of saved arrays. A vjp may return a delta in the broadcast shape;
+``sum_to`` brings it back to its operand's shape, so no primitive repeats
+that logic.
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, NamedTuple
 
 import numpy as np
 
-Primitive = Callable[..., tuple]
+Vjp = Callable[[np.ndarray, Any], np.ndarray]
+
+
+class Primitive(NamedTuple):
+    """A forward function and the vjp of each operand."""
+
+    forward: Callable[..., tuple]
+    vjps: tuple[Vjp, ...]
+
 
 PRIMITIVES: dict[str, Primitive] = {}
 
 
-def register(name: str) -> Callable[[Primitive], Primitive]:
+def register(name: str, *vjps: Vjp) -> Callable[[Callable[..., tuple]], Callable[..., tuple]]:
     """Add a primitive under ``name`` (the tracer and the docs use the name)."""
 
-    def add(function: Primitive) -> Primitive:
+    def add(forward: Callable[..., tuple]) -> Callable[..., tuple]:
         if name in PRIMITIVES:
             raise ValueError(f"a primitive named {name!r} is registered already")
-        PRIMITIVES[name] = function
-        return function
+        PRIMITIVES[name] = Primitive(forward, vjps)
+        return forward
 
     return add
 
