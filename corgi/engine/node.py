@@ -26,8 +26,8 @@ class Node:
 
     ``pending`` maps a running pass to how many consumers still have to
     report in that pass: a plain count until the first report, then
-    ``[remaining, reports]`` with the ``(consumer id, position, delta)``
-    reports received so far. It is read and written only under ``lock``, so
+    ``[remaining, reports]`` with the reports received so far, flat:
+    an order key (consumer id << 32 | argument position), then the delta. It is read and written only under ``lock``, so
     several passes can run through one node at once without sharing a
     count. ``gradient`` is the sum of every committed pass's delta.
 

@@ -31,7 +31,6 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import deque
-from operator import itemgetter
 from typing import Any, Optional
 
 from . import pool as _pool
@@ -125,13 +124,16 @@ class _Pass:
                             del pending[key]
                             fire = 1
                         elif type(state) is int:
-                            pending[key] = [state - 1, [(node.seq, position, sent)]]
+                            pending[key] = [state - 1, [(node.seq << 32) | position, sent]]
                             fire = 0
                         elif state is None:
                             fire = -1
                         else:
+                            # reports stay one flat list of (order key, delta):
+                            # no tuple per report for the collector to track
                             reports = state[1]
-                            reports.append((node.seq, position, sent))
+                            reports.append((node.seq << 32) | position)
+                            reports.append(sent)
                             state[0] -= 1
                             if state[0]:
                                 fire = 0
@@ -271,13 +273,16 @@ class _Pass:
 
 
 def _sum_in_order(target: Node, reports: list) -> Any:
-    """Add the reported deltas in (consumer id, position) order; None means none."""
-    reports.sort(key=_order)
-    deltas = [delta for _, _, delta in reports if delta is not None]
-    return target.combine(deltas) if deltas else None
+    """Add the reported deltas in (consumer id, position) order; None means none.
 
-
-_order = itemgetter(0, 1)
+    ``reports`` alternates order keys (consumer id << 32 | argument position)
+    and deltas.
+    """
+    keys = reports[0::2]
+    deltas = reports[1::2]
+    order = sorted(range(len(keys)), key=keys.__getitem__)
+    ordered = [deltas[i] for i in order if deltas[i] is not None]
+    return target.combine(ordered) if ordered else None
 
 
 def backward(root: Node, delta: Any) -> None:
