@@ -174,7 +174,7 @@ class Array:
     def start_tracking(self, name: Optional[str] = None) -> None:
         """Mark this array tracked, in place; ``name`` labels its node in traces."""
         if self._node is None:
-            self._node = _ArrayNode()
+            self._node = _ArrayNode(_shared(self._values.shape), self._values.dtype)
         if name is not None:
             self._node.name = str(name)
         self._tracked = True
@@ -487,30 +487,50 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
     out._tracked = False
     out._node = None
     inputs = []
-    rules: list = []
-    for operand, rule, values in zip(operands, primitive.vjps, raw):
+    mask = 0
+    for position, operand in enumerate(operands):
         if type(operand) is Array and operand._tracked:
             inputs.append(operand._node)
-            shape = values.shape
-            # one flat tuple with shared shape tuples: a node's bookkeeping is
-            # a few hundred bytes, and a million-node graph must stay small
-            if len(_SHAPES) < 4096:
-                shape = _SHAPES.setdefault(shape, shape)
-            rules += (rule, shape, values.dtype)
+            mask |= 1 << position
     if inputs:
+        vjps = _VJP_SETS.get((name, mask))
+        if vjps is None:
+            vjps = _VJP_SETS[name, mask] = tuple(v for i, v in enumerate(primitive.vjps) if mask >> i & 1)
         cost = result[2] if len(result) > 2 else value.size
-        out._node = _OpNode(tuple(inputs), tuple(rules), result[1], name, cost)
+        out._node = _OpNode(_shared(value.shape), value.dtype, tuple(inputs), vjps, result[1], name, cost)
         out._tracked = True
     return out
 
 
+# The vjps of each (primitive, tracked operands) pair, shared by every node that needs them.
+_VJP_SETS: dict = {}
+# Shape tuples shared between nodes: a million-node graph must stay small.
 _SHAPES: dict = {}
 
 
-class _ArrayNode(engine.Node):
-    """The node of a tracked Array: deltas are numpy arrays."""
+def _shared(shape: tuple) -> tuple:
+    if len(_SHAPES) < 4096:
+        return _SHAPES.setdefault(shape, shape)
+    return shape
 
-    __slots__ = ()
+
+class _ArrayNode(engine.Node):
+    """The node of a tracked Array: it knows its Array's shape and dtype; deltas are numpy arrays."""
+
+    __slots__ = ("shape", "dtype")
+
+    def __init__(
+        self,
+        shape: tuple,
+        dtype: np.dtype,
+        inputs: tuple = (),
+        vjp: Optional[Callable] = None,
+        name: str = "leaf",
+        cost: int = 0,
+    ) -> None:
+        engine.Node.__init__(self, inputs, vjp, name, cost)
+        self.shape = shape
+        self.dtype = dtype
 
     def combine(self, deltas: list) -> np.ndarray:
         # Many reports (a parameter used at every step of a long chain) add in
@@ -522,25 +542,34 @@ class _ArrayNode(engine.Node):
 
 
 class _OpNode(_ArrayNode):
-    """A node made by ``_apply``: it calls its tracked operands' rules and fits their deltas."""
+    """A node made by ``_apply``: it calls its tracked operands' vjps and fits their deltas."""
 
-    __slots__ = ("rules", "saved")
+    __slots__ = ("vjps", "saved")
 
-    def __init__(self, inputs: tuple, rules: tuple, saved: Any, name: str, cost: int) -> None:
-        engine.Node.__init__(self, inputs, None, name, cost)
-        self.rules = rules  # (vjp, shape, dtype) of each tracked operand, flat
+    def __init__(
+        self, shape: tuple, dtype: np.dtype, inputs: tuple, vjps: tuple, saved: Any, name: str, cost: int
+    ) -> None:
+        _ArrayNode.__init__(self, shape, dtype, inputs, None, name, cost)
+        self.vjps = vjps  # one per input: the vjps of the tracked operands, in order
         self.saved = saved  # what the primitive's forward kept for its vjps
 
     def deltas(self, delta: np.ndarray) -> tuple:
-        rules = self.rules
+        vjps = self.vjps
         saved = self.saved
-        first = _fit(rules[0](delta, saved), rules[1], rules[2])
-        if len(rules) == 3:
+        inputs = self.inputs
+        node = inputs[0]
+        first = vjps[0](delta, saved)
+        if first.shape != node.shape or first.dtype != node.dtype:
+            first = _fit(first, node.shape, node.dtype)
+        if len(vjps) == 1:
             return (first,)
-        second = _fit(rules[3](delta, saved), rules[4], rules[5])
-        if len(rules) == 6:
+        node = inputs[1]
+        second = vjps[1](delta, saved)
+        if second.shape != node.shape or second.dtype != node.dtype:
+            second = _fit(second, node.shape, node.dtype)
+        if len(vjps) == 2:
             return (first, second)
-        rest = (_fit(rules[i](delta, saved), rules[i + 1], rules[i + 2]) for i in range(6, len(rules), 3))
+        rest = [_fit(vjp(delta, saved), node.shape, node.dtype) for vjp, node in zip(vjps[2:], inputs[2:])]
         return (first, second, *rest)
 
 

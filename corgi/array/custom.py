@@ -62,6 +62,8 @@ def custom_op(
             deltas.append(answer._values.astype(dtypes[i], copy=False))
         return deltas
 
-    out._node = _ArrayNode(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
+    out._node = _ArrayNode(
+        out.dimensions, out.dtype, tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size
+    )
     out._tracked = True
     return out
