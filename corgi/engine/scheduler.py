@@ -84,6 +84,8 @@ class _Pass:
         staged_deltas: list = []
         stage_node = staged_nodes.append
         stage_delta = staged_deltas.append
+        handoff = self.handoff_cost
+        pooled = self.executor is not None
         try:
             while True:
                 if self.error is not None:
@@ -96,12 +98,14 @@ class _Pass:
                     stage_delta(delta)
                     if inputs:
                         deltas = node.deltas(delta)
-                        if type(deltas) not in (list, tuple):
+                        try:
+                            count = len(deltas)
+                        except TypeError:
                             raise TypeError(
                                 f"backward of {node.name} returned {type(deltas).__name__}, "
                                 f"not a list or tuple of {len(inputs)} deltas"
-                            )
-                        if len(deltas) != len(inputs):
+                            ) from None
+                        if count != len(inputs):
                             raise ValueError(
                                 f"backward of {node.name} returned {len(deltas)} deltas "
                                 f"for {len(inputs)} inputs"
@@ -111,8 +115,8 @@ class _Pass:
                 else:
                     deltas = (None,) * len(inputs)
                 keep = None
-                position = 0
-                for target, sent in zip(inputs, deltas):
+                for position, target in enumerate(inputs):
+                    sent = deltas[position]
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
                     # The decision to fire is made under the same lock as the
@@ -120,12 +124,13 @@ class _Pass:
                     with target.lock:
                         pending = target.pending
                         state = pending.get(key)
-                        if state == 1:
-                            del pending[key]
-                            fire = 1
-                        elif type(state) is int:
-                            pending[key] = [state - 1, [(node.seq << 32) | position, sent]]
-                            fire = 0
+                        if type(state) is int:
+                            if state == 1:
+                                del pending[key]
+                                fire = 1
+                            else:
+                                pending[key] = [state - 1, [(node.seq << 32) | position, sent]]
+                                fire = 0
                         elif state is None:
                             fire = -1
                         else:
@@ -141,7 +146,6 @@ class _Pass:
                                 del pending[key]
                                 fire = 2
                     if fire == 0:
-                        position += 1
                         continue
                     if fire == 1:
                         total = sent
@@ -149,7 +153,6 @@ class _Pass:
                         total = _sum_in_order(target, reports)
                     else:
                         raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
-                    position += 1
                     if not target.inputs:
                         # A leaf's step is only staging its delta: do it here
                         # rather than queue it.
@@ -161,7 +164,7 @@ class _Pass:
                             stage_delta(total)
                         ran += 1
                     elif keep is None:
-                        if target.cost >= self.handoff_cost and self.executor is not None and self.ready:
+                        if pooled and target.cost >= handoff and self.ready:
                             # Costly, and this pass has other work queued: let a
                             # worker take it while this thread goes on.
                             self._queue(target, total)
