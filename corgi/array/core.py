@@ -174,7 +174,10 @@ class Array:
     def start_tracking(self, name: Optional[str] = None) -> None:
         """Mark this array tracked, in place; ``name`` labels its node in traces."""
         if self._node is None:
-            self._node = _ArrayNode(_shared(self._values.shape), self._values.dtype)
+            node = _ArrayNode()
+            node.shape = _shared(self._values.shape)
+            node.dtype = self._values.dtype
+            self._node = node
         if name is not None:
             self._node.name = str(name)
         self._tracked = True
@@ -493,17 +496,15 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
             inputs.append(operand._node)
             mask |= 1 << position
     if inputs:
-        vjps = _VJP_SETS.get((name, mask))
-        if vjps is None:
-            vjps = _VJP_SETS[name, mask] = tuple(v for i, v in enumerate(primitive.vjps) if mask >> i & 1)
-        cost = result[2] if len(result) > 2 else value.size
-        out._node = _OpNode(_shared(value.shape), value.dtype, tuple(inputs), vjps, result[1], name, cost)
+        node = _OpNode(tuple(inputs), None, name, result[2] if len(result) > 2 else value.size)
+        node.shape = _shared(value.shape)
+        node.dtype = value.dtype
+        node.vjps = primitive.subsets[mask]  # one per input: the tracked operands' vjps, in order
+        node.saved = result[1]  # what the forward kept for its vjps
+        out._node = node
         out._tracked = True
     return out
 
-
-# The vjps of each (primitive, tracked operands) pair, shared by every node that needs them.
-_VJP_SETS: dict = {}
 # Shape tuples shared between nodes: a million-node graph must stay small.
 _SHAPES: dict = {}
 
@@ -519,19 +520,6 @@ class _ArrayNode(engine.Node):
 
     __slots__ = ("shape", "dtype")
 
-    def __init__(
-        self,
-        shape: tuple,
-        dtype: np.dtype,
-        inputs: tuple = (),
-        vjp: Optional[Callable] = None,
-        name: str = "leaf",
-        cost: int = 0,
-    ) -> None:
-        engine.Node.__init__(self, inputs, vjp, name, cost)
-        self.shape = shape
-        self.dtype = dtype
-
     def combine(self, deltas: list) -> np.ndarray:
         # Many reports (a parameter used at every step of a long chain) add in
         # one numpy reduction rather than one Python-level add each; the order
@@ -545,13 +533,6 @@ class _OpNode(_ArrayNode):
     """A node made by ``_apply``: it calls its tracked operands' vjps and fits their deltas."""
 
     __slots__ = ("vjps", "saved")
-
-    def __init__(
-        self, shape: tuple, dtype: np.dtype, inputs: tuple, vjps: tuple, saved: Any, name: str, cost: int
-    ) -> None:
-        _ArrayNode.__init__(self, shape, dtype, inputs, None, name, cost)
-        self.vjps = vjps  # one per input: the vjps of the tracked operands, in order
-        self.saved = saved  # what the primitive's forward kept for its vjps
 
     def deltas(self, delta: np.ndarray) -> tuple:
         vjps = self.vjps
@@ -581,7 +562,10 @@ def _fit(delta: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
 
 
 def _binary(name: str, x: Any, y: Any) -> Array:
-    return _apply(name, (_operand(x, name), _operand(y, name)))
+    return _apply(
+        name,
+        (x if type(x) is Array else _operand(x, name), y if type(y) is Array else _operand(y, name)),
+    )
 
 
 def _operand(x: Any, where: str) -> Any:

@@ -62,8 +62,9 @@ def custom_op(
             deltas.append(answer._values.astype(dtypes[i], copy=False))
         return deltas
 
-    out._node = _ArrayNode(
-        out.dimensions, out.dtype, tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size
-    )
+    node = _ArrayNode(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
+    node.shape = out.dimensions
+    node.dtype = out.dtype
+    out._node = node
     out._tracked = True
     return out

@@ -29,10 +29,16 @@ Vjp = Callable[[np.ndarray, Any], np.ndarray]
 
 
 class Primitive(NamedTuple):
-    """A forward function and the vjp of each operand."""
+    """A forward function and the vjp of each operand.
+
+    ``subsets[mask]`` holds the vjps of the operands whose bits are set in
+    ``mask`` (bit i for operand i), precomputed so that recording an
+    operation picks its tuple by index and every node shares it.
+    """
 
     forward: Callable[..., tuple]
     vjps: tuple[Vjp, ...]
+    subsets: tuple[tuple[Vjp, ...], ...]
 
 
 PRIMITIVES: dict[str, Primitive] = {}
@@ -44,7 +50,10 @@ def register(name: str, *vjps: Vjp) -> Callable[[Callable[..., tuple]], Callable
     def add(forward: Callable[..., tuple]) -> Callable[..., tuple]:
         if name in PRIMITIVES:
             raise ValueError(f"a primitive named {name!r} is registered already")
-        PRIMITIVES[name] = Primitive(forward, vjps)
+        subsets = tuple(
+            tuple(vjp for i, vjp in enumerate(vjps) if mask >> i & 1) for mask in range(1 << len(vjps))
+        )
+        PRIMITIVES[name] = Primitive(forward, vjps, subsets)
         return forward
 
     return add
