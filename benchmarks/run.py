@@ -45,7 +45,7 @@ def sizes(quick):
                 "b": ["--n", "1000", "--warmup", "1", "--repeats", "3"],
                 "c": ["--rows", "128", "--cols", "256", "--warmup", "1", "--repeats", "2"],
                 "d": 10_000, "d_corgi": 100_000}
-    return {"a": ["--warmup", "5", "--repeats", "50"],
+    return {"a": ["--warmup", "10", "--repeats", "200"],
             "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
             "c": ["--warmup", "1", "--repeats", "5"],
             "d": 100_000, "d_corgi": 1_000_000}

@@ -67,15 +67,16 @@ def limit_threads(n):
 def timed(fn, warmup, repeats):
     """Run fn warmup times untimed, then repeats times; return seconds per call.
 
-    A full collection before each timed call keeps one repeat's garbage from
-    being charged to the next; the collector stays enabled while timing, as
-    in real use.
+    Steady state, as a training loop runs: one full collection before the
+    timed calls and none between them (a collection before every call would
+    evict the weights from the caches and time a cold step, which no
+    training loop sees); the collector stays enabled while timing.
     """
     for _ in range(warmup):
         fn()
+    gc.collect()
     out = []
     for _ in range(repeats):
-        gc.collect()
         t0 = time.perf_counter()
         fn()
         out.append(time.perf_counter() - t0)

@@ -93,7 +93,7 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
         # c broadcasts to the product and never enlarges it (as torch.addmm): the deltas of a and b
         # are then the delta of the result as it is; the product is fresh, so c adds in place
         try:
-            if np.result_type(out, c) == out.dtype:
+            if c.dtype == out.dtype or np.result_type(out, c) == out.dtype:
                 np.add(out, c, out=out)
             else:
                 out = np.add(out, c)
