@@ -1,10 +1,11 @@
 """The Array: immutable numpy-backed values that record the graph they came from.
 
 Every operation is one thin method that calls ``_apply`` with a primitive's
-name. ``_apply`` unwraps the operands, runs the primitive, wraps the value in
-a new read-only Array and, only if an operand is tracked, gives it an engine
-node whose vjp calls the rules of the tracked operands alone and sums each
-delta down to its operand's dimensions.
+name. ``_apply`` unwraps the operands, runs the primitive's forward, wraps
+the value in a new Array (whose values are only ever shown read-only) and,
+only if an operand is tracked, gives it an engine node that calls the vjps
+of the tracked operands alone and sums each delta down to its operand's
+dimensions.
 """
 
 from __future__ import annotations
