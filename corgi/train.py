@@ -359,5 +359,16 @@ def _plot(history: History, path: str) -> None:
     plt.close(figure)
 
 
+def _run() -> int:
+    """The console entry point: ``main()``, quiet when its reader goes away (``| head``)."""
+    try:
+        return main()
+    except BrokenPipeError:
+        # Python's documented remedy: point stdout at devnull so the final
+        # flush at exit does not raise again.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(_run())

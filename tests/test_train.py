@@ -1,6 +1,7 @@
 """The main job: python -m corgi.train (SPEC section 7)."""
 
 import gzip
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -167,6 +168,22 @@ def test_module_runs_as_a_program():
     bad = subprocess.run([sys.executable, "-m", "corgi.train", "--epochs", "x"], capture_output=True,
                          text=True, cwd=Path(__file__).parents[1], timeout=60)
     assert bad.returncode == 2 and "--epochs" in bad.stderr
+
+
+def test_a_reader_that_stops_early_gets_no_traceback():
+    # `python -m corgi.train | head -1`: the job stops quietly when its reader goes away
+    job = subprocess.Popen(
+        [sys.executable, "-m", "corgi.train", "--epochs", "30"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=Path(__file__).parents[1],
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},  # a line per epoch, as on a terminal
+    )
+    first = job.stdout.readline()
+    job.stdout.close()
+    _, errors = job.communicate(timeout=60)
+    assert first.startswith(b"epoch")
+    assert b"Traceback" not in errors and b"BrokenPipeError" not in errors
+    # 1 when a later epoch's line met the closed pipe (all but certain with 29 to go)
+    assert job.returncode in (0, 1)
 
 
 def test_he_used_by_build_model_is_seeded():
