@@ -18,6 +18,8 @@ import traceback
 
 import pytest
 
+from concurrency import run_threads
+
 from corgi.engine import Node, Settings, backward, configure, settings, trace
 from corgi.engine import pool as engine_pool
 
@@ -263,27 +265,6 @@ def test_summation_order_is_canonical_for_every_worker_count(handoff_cost, fast_
 # -- concurrent passes -------------------------------------------------------
 
 
-def _run_threads(count, target, timeout=60):
-    barrier = threading.Barrier(count)
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait(timeout)
-            target(i)
-        except BaseException as error:  # noqa: B036 - report everything to the test
-            errors.append(error)
-
-    threads = [threading.Thread(target=body, args=(i,), name=f"caller-{i}") for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a backward() call never returned"
-    if errors:
-        raise errors[0]
-
-
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", WORKER_COUNTS)
 def test_concurrent_passes_on_shared_leaves_and_intermediates(workers, fast_switching):
@@ -293,7 +274,7 @@ def test_concurrent_passes_on_shared_leaves_and_intermediates(workers, fast_swit
     shared = Node((x, y, x), scale(2, 3, 5), name="shared")  # reported to by every pass
     other = Node((shared, y), scale(1, 4), name="other")
     roots = [Node((shared, other, x), scale(i, 1, 1), name=f"root{i}") for i in range(threads)]
-    _run_threads(threads, lambda i: backward(roots[i], 1))
+    run_threads(threads, lambda i: backward(roots[i], 1))
     # Serial, root i gives shared i + 1, x 7(i + 1) + 1, y 3(i + 1) + 4.
     total = sum(i + 1 for i in range(threads))
     assert shared.gradient == total
@@ -310,7 +291,7 @@ def test_concurrent_passes_from_one_root(workers, fast_switching):
     nodes, root, edges = random_dag(11, ops=60, costly_rate=0.5)
     expected = reference(nodes, root, edges, 1)
     threads = 32
-    _run_threads(threads, lambda i: backward(root, 1))
+    run_threads(threads, lambda i: backward(root, 1))
     assert gradients_of(nodes) == [None if n not in expected else threads * expected[n] for n in nodes]
     assert_no_pending(nodes)
 
@@ -396,7 +377,7 @@ def test_totals_survive_chaos_at_every_shared_update(workers, chaos):
             node.vjp = chaos.vjp(node.vjp)
     expected = reference(nodes, root, edges, 1)
     threads = 8
-    _run_threads(threads, lambda i: backward(root, 1))
+    run_threads(threads, lambda i: backward(root, 1))
     leaves = [n for n in nodes if n.is_leaf]
     assert [n.gradient for n in leaves] == [None if n not in expected else threads * expected[n] for n in leaves]
     assert_no_pending(nodes)

@@ -29,6 +29,8 @@ import weakref
 
 import numpy as np
 import pytest
+
+from concurrency import run_threads
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -175,27 +177,6 @@ def test_random_graphs_match_finite_differences(program):
 
 
 # -- thread storms -------------------------------------------------------------
-
-
-def run_threads(count, target, timeout=90):
-    barrier = threading.Barrier(count)
-    errors = []
-
-    def body(i):
-        try:
-            barrier.wait(timeout)
-            target(i)
-        except BaseException as error:  # noqa: B036 - hand everything to the test
-            errors.append(error)
-
-    threads = [threading.Thread(target=body, args=(i,)) for i in range(count)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout)
-    assert not any(t.is_alive() for t in threads), "a backward() call never returned"
-    if errors:
-        raise errors[0]
 
 
 @pytest.mark.timeout(180)
