@@ -20,7 +20,7 @@ import pytest
 
 from concurrency import run_threads
 
-from corgi.engine import Node, Settings, backward, configure, settings, trace
+from corgi.engine import Node, Settings, backward, configure, set_yield_point, settings, trace
 from corgi.engine import pool as engine_pool
 
 
@@ -656,3 +656,65 @@ def test_a_vjp_returning_no_sequence_is_a_clear_error():
         backward(broken, 1)
     assert x.gradient is None and broken.gradient is None
     assert not x.pending
+
+
+# -- the engine's own yield point ----------------------------------------------
+
+
+@pytest.fixture
+def yield_point():
+    """Install a hook at the engine's read-then-write sites; count the calls; remove it after."""
+    calls = {}
+
+    def hook(where):
+        calls[where] = calls.get(where, 0) + 1
+        time.sleep(0)  # give the GIL away right between the read and the write
+
+    previous = set_yield_point(hook)
+    yield calls
+    set_yield_point(previous)
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", WORKER_COUNTS)
+def test_storms_with_a_yield_between_every_read_and_write(workers, fast_switching, yield_point):
+    configure(workers=workers, handoff_cost=0)
+    threads = 16
+    x, y = Node(name="x"), Node(name="y")
+    shared = Node((x, y, x), scale(2, 3, 5), name="shared")
+    other = Node((shared, y), scale(1, 4), name="other")
+    roots = [Node((shared, other, x), scale(i, 1, 1), name=f"root{i}") for i in range(threads)]
+    run_threads(threads, lambda i: backward(roots[i], 1))
+    total = sum(i + 1 for i in range(threads))
+    assert shared.gradient == total
+    assert x.gradient == 7 * total + threads
+    assert y.gradient == 3 * total + 4 * threads
+    assert_no_pending([x, y, shared, other, *roots])
+    # every kind of site was reached, many times
+    assert set(yield_point) == {"count", "report", "stage", "commit"}
+    assert yield_point["report"] >= threads * 6
+
+
+class _NoLock:
+    """A lock that excludes nothing: the control case for the yield point."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@pytest.mark.timeout(60)
+def test_the_yield_point_exposes_a_missing_lock(fast_switching, yield_point):
+    # The control: without its lock, a leaf's commit (read, yield, write) loses updates
+    # from concurrent passes. This is what the yield point is for; with the real lock,
+    # the storm test above stays exact.
+    configure(workers=0)
+    threads = 16
+    leaf = Node(name="leaf")
+    leaf.lock = _NoLock()
+    roots = [Node((leaf,), scale(1), name=f"root{i}") for i in range(threads)]
+    passes = 20
+    run_threads(threads, lambda i: [backward(roots[i], 1) for _ in range(passes)])
+    assert leaf.gradient < threads * passes

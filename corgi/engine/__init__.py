@@ -6,9 +6,10 @@ its last report, and runs fired nodes on the calling thread or on a shared
 ``concurrent.futures`` pool. ``docs/engine.md`` tells the whole story.
 """
 
+from .debug import set_yield_point
 from .node import Node
 from .pool import Settings, configure, settings
 from .scheduler import backward
 from .trace import Event, Trace, trace
 
-__all__ = ["Node", "Settings", "backward", "configure", "settings", "trace", "Trace", "Event"]
+__all__ = ["Node", "Settings", "backward", "configure", "settings", "set_yield_point", "trace", "Trace", "Event"]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from typing import Optional
 
+from . import debug
 from .node import Node
 
 
@@ -35,6 +36,7 @@ def count_consumers(root: Node, key: object, reached: Optional[list] = None) -> 
     push = stack.append
     pop = stack.pop
     keep = reached.append
+    hook = debug.hook
     while stack:
         for node in pop().inputs:
             # Single-key dict reads and writes are atomic, and only this
@@ -42,6 +44,8 @@ def count_consumers(root: Node, key: object, reached: Optional[list] = None) -> 
             # here even while other passes use the same nodes.
             pending = node.pending
             count = pending.get(key)
+            if hook is not None:
+                hook("count")
             if count is None:
                 pending[key] = 1
                 keep(node)

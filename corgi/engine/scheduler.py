@@ -33,6 +33,7 @@ import threading
 from collections import deque
 from typing import Any, Optional
 
+from . import debug
 from . import pool as _pool
 from . import trace as _trace
 from .counting import count_consumers, forget
@@ -86,6 +87,7 @@ class _Pass:
         stage_delta = staged_deltas.append
         handoff = self.handoff_cost
         pooled = self.executor is not None
+        hook = debug.hook
         try:
             while True:
                 if self.error is not None:
@@ -124,6 +126,8 @@ class _Pass:
                     with target.lock:
                         pending = target.pending
                         state = pending.get(key)
+                        if hook is not None:
+                            hook("report")
                         if type(state) is int:
                             if state == 1:
                                 del pending[key]
@@ -187,6 +191,8 @@ class _Pass:
         if staged_nodes:
             with self.cond:
                 self.staged_nodes += staged_nodes
+                if hook is not None:
+                    hook("stage")
                 self.staged_deltas += staged_deltas
         return ran
 
@@ -333,9 +339,12 @@ def backward(root: Node, delta: Any) -> None:
             raise error
         finally:
             error = None
+    hook = debug.hook
     for node, total in zip(this.staged_nodes, this.staged_deltas):
         with node.lock:
             current = node.gradient
+            if hook is not None:
+                hook("commit")
             node.gradient = total if current is None else current + total
     if recorders is not None:
         recorders.event("end", this.id, root, None, "done")
