@@ -152,12 +152,8 @@ def test_chain_of_a_million_nodes_needs_no_recursion():
     step = scale(1)
     for _ in range(1_000_000):
         node = Node((node,), step, name="step")
-    started = time.perf_counter()
-    backward(node, 3)
-    elapsed = time.perf_counter() - started
+    backward(node, 3)  # about 1 s on the 2-core reference machine; the timeout catches a quadratic walk
     assert leaf.gradient == 3 and node.gradient == 3
-    # Measured about 1 s on the 2-core reference machine; 30 s means something went quadratic.
-    assert elapsed < 30, f"a 1,000,000-node pass took {elapsed:.1f} s"
     assert_no_pending([leaf, node])
     # Freeing the chain must not recurse either.
     del node, step
@@ -438,21 +434,29 @@ def test_exception_in_a_vjp_ends_the_pass_cleanly(workers, kind, pool_probe):
 def test_a_failed_pass_ends_promptly(workers, pool_probe):
     configure(workers=workers, handoff_cost=0)
     leaf = Node(name="leaf")
+    ran = {"chain": 0, "side": 0}
 
-    def slow(delta):
-        time.sleep(0.005)
-        return (delta,)
+    def slow(kind):
+        def vjp(delta):
+            ran[kind] += 1
+            time.sleep(0.005)
+            return (delta,)
+
+        return vjp
 
     chain = leaf
     for _ in range(200):  # 200 x 5 ms = 1 s if the pass ran to the end
-        chain = Node((chain,), slow, name="slow")
+        chain = Node((chain,), slow("chain"), name="slow")
     failing = Node((chain,), _raising(Boom("early")), name="failing")
-    side = [Node((leaf,), slow, name="side") for _ in range(20)]
+    side = [Node((leaf,), slow("side"), name="side") for _ in range(20)]
     root = Node((failing, *side), lambda d: (d,) * 21, name="root")
-    started = time.perf_counter()
     with pytest.raises(Boom):
         backward(root, 1)
-    assert time.perf_counter() - started < 0.5
+    # Promptly, counted in work rather than seconds: nothing below the failing node ran,
+    # and of the 20 side branches only those workers had already taken may have finished
+    # (none on the calling thread alone, which runs the failing node first).
+    assert ran["chain"] == 0
+    assert ran["side"] <= 2 * workers + (2 if workers else 0)
     assert leaf.gradient is None
     pool_probe.assert_idle()
 

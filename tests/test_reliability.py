@@ -278,10 +278,8 @@ def test_a_fault_at_a_random_node_ends_the_pass_cleanly(kind, workers, pool_prob
         victim = random.Random(seed).choice(candidates)._node
         error = kind(f"fault {seed}")
         undo = inject_fault(victim, error)
-        started = time.perf_counter()
         with pytest.raises(kind) as info:
-            root.backward()
-        assert time.perf_counter() - started < 5
+            root.backward()  # a hang would trip the test's timeout
         assert info.value is error
         assert "exploding_vjp" in [f.name for f in traceback.extract_tb(info.value.__traceback__)]
         assert gradient_bytes(tracked) == before, "a failed pass changed a gradient"
@@ -366,10 +364,8 @@ def test_backward_inside_a_custom_backward_on_its_own_graph_fails_clearly(worker
     out = Array.op([x], lambda xs: xs[0] * 2.0, backward_op)
     cell["out"] = out
     root = out * 1.0 + out * 3.0
-    started = time.perf_counter()
     with pytest.raises(RecursionError):
-        root.backward()
-    assert time.perf_counter() - started < 30
+        root.backward()  # a hang would trip the test's timeout
     assert x.gradient() is None and out.gradient() is None
     pool_probe.assert_idle()
     cell["out"] = None
