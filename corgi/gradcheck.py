@@ -18,7 +18,18 @@ from .array import Array
 
 
 class GradcheckError(AssertionError):
-    """The engine's gradient and the finite difference disagree."""
+    """The engine's gradient and the finite difference disagree.
+
+    It is an ``AssertionError``, so a failed check inside a test reads as a failure.
+
+    >>> from corgi import arr
+    >>> wrong = lambda x: Array.op([x], lambda v: v[0] * v[0], lambda v, t, d: [d * v[0]])  # x^2 gives 2x, not x
+    >>> try:
+    ...     gradcheck(wrong, [arr(2.0)])
+    ... except GradcheckError as error:
+    ...     print(isinstance(error, AssertionError), error)
+    True gradient of input 0 at index 0: engine 2.27..., finite difference 4.54... (rtol=1e-05, atol=1e-08)
+    """
 
 
 def gradcheck(

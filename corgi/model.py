@@ -56,7 +56,18 @@ class Model:
     # -- training -------------------------------------------------------
 
     def forward(self, input: Input) -> Array:
-        """Run every layer on ``input`` (batch first) and remember the output for ``backward``."""
+        """Run every layer on ``input`` (batch first) and remember the output for ``backward``.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(2, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> model.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
+        >>> model.forward(Array([[3.0, 4.0], [1.0, 0.0]]))
+        Array(dimensions=(2, 1), values=[11.5, 1.5])
+        >>> model.output is not None
+        True
+        """
         self.output = self._run(input)
         return self.output
 
@@ -64,6 +75,17 @@ class Model:
         """The cost of the last output against ``target``; fills every parameter's gradient.
 
         Gradients add up until ``update()`` clears them. Returns the loss as a float.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(1, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> model.set_parameters([Array([[2.0]]).tracked(), Array([0.0]).tracked()])
+        >>> _ = model.forward(Array([[1.0]]))
+        >>> model.backward(Array([[5.0]]))            # (2 * 1 - 5)^2
+        9.0
+        >>> model.parameters()[0].gradient()          # d/dw (w x - t)^2 = 2 (w x - t) x
+        Array(dimensions=(1, 1), values=[-6.0])
         """
         if self.output is None:
             raise ValueError("Model.backward: no output yet; call forward(input) first")
@@ -72,17 +94,49 @@ class Model:
         return loss.sum_all()
 
     def update(self) -> None:
-        """Let the optimizer replace the parameters (new Arrays) and clear their gradients."""
+        """Let the optimizer replace the parameters (new Arrays) and clear their gradients.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(1, 1, initializer.make_he(rng=0))], GradientDescent(0.5), cost.make_mse())
+        >>> model.set_parameters([Array([[2.0]]).tracked(), Array([0.0]).tracked()])
+        >>> _ = model.forward(Array([[1.0]]))
+        >>> old = model.parameters()
+        >>> model.backward(Array([[3.0]]))            # dw = db = 2 (2 - 3) = -2
+        1.0
+        >>> model.update()
+        >>> model.parameters(), old[0].gradient()     # w = 2 - 0.5 * -2, b = 0 - 0.5 * -2
+        ([Array(dimensions=(1, 1), values=[3.0], tracked), Array(dimensions=(1,), values=[1.0], tracked)], None)
+        """
         self.set_parameters(self.optimizer.update(self.parameters()))
 
     # -- parameters -----------------------------------------------------
 
     def parameters(self) -> list[Array]:
-        """Every layer's parameters, in layer order."""
+        """Every layer's parameters, in layer order.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> he = initializer.make_he(rng=0)
+        >>> model = Model([Dense(2, 3, he), Dense(3, 1, he)], GradientDescent(0.1), cost.make_mse())
+        >>> [p.dimensions for p in model.parameters()]
+        [(2, 3), (3,), (3, 1), (1,)]
+        """
         return [parameter for layer in self.layers for parameter in layer.parameters()]
 
     def named_parameters(self) -> list[tuple[str, Array]]:
-        """``("<layer index>.<name>", Array)`` pairs in the order of ``parameters()``."""
+        """``("<layer index>.<name>", Array)`` pairs in the order of ``parameters()``.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> he = initializer.make_he(rng=0)
+        >>> model = Model([Dense(2, 3, he), Dense(3, 1, he)], GradientDescent(0.1), cost.make_mse())
+        >>> [name for name, _ in model.named_parameters()]
+        ['0.weights', '0.biases', '1.weights', '1.biases']
+        """
         return [
             (f"{position}.{name}", parameter)
             for position, layer in enumerate(self.layers)
@@ -90,7 +144,21 @@ class Model:
         ]
 
     def set_parameters(self, parameters: Sequence[Array]) -> None:
-        """Hand each layer its share of ``parameters`` (in ``parameters()`` order)."""
+        """Hand each layer its share of ``parameters`` (in ``parameters()`` order).
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> he = initializer.make_he(rng=0)
+        >>> model = Model([Dense(1, 2, he), Dense(2, 1, he)], GradientDescent(0.1), cost.make_mse())
+        >>> model.set_parameters([Array([[1.0, 2.0]]), Array([0.0, 0.0]), Array([[1.0], [1.0]]), Array([0.5])])
+        >>> model.forward(Array([[2.0]]))             # (2 * 1 + 2 * 2) + 0.5
+        Array(dimensions=(1, 1), values=[6.5])
+        >>> model.set_parameters([Array([[1.0, 2.0]])])
+        Traceback (most recent call last):
+        ...
+        ValueError: Model.set_parameters: expects 4 arrays, got 1
+        """
         parameters = list(parameters)
         counts = [len(layer.parameters()) for layer in self.layers]
         if len(parameters) != sum(counts):
@@ -122,6 +190,24 @@ class Model:
         """Replace the parameters with tracked Arrays read from a file ``save`` wrote; returns the model.
 
         The file must hold exactly this model's parameter names and dimensions.
+
+        >>> import tempfile, pathlib
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> def make(inputs, seed):
+        ...     return Model([Dense(inputs, 1, initializer.make_he(rng=seed))], GradientDescent(0.1), cost.make_mse())
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(folder.name) / "model.npz"
+        >>> make(2, 0).save(path)
+        >>> loaded = make(2, 1).load(path)
+        >>> loaded.parameters()[0] == make(2, 0).parameters()[0], loaded.parameters()[0].is_tracked
+        (True, True)
+        >>> make(3, 0).load(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: Model.load: ...model.npz has 0.weights of dimensions (2, 1), the model has (3, 1)
+        >>> folder.cleanup()
         """
         with np.load(path, allow_pickle=False) as saved:
             stored = {name: saved[name] for name in saved.files}
@@ -142,7 +228,17 @@ class Model:
     # -- evaluation -----------------------------------------------------
 
     def predict(self, input: Input, batch_size: int = 1000) -> np.ndarray:
-        """The class of each example: the index of the largest output, in batches of ``batch_size``."""
+        """The class of each example: the index of the largest output, in batches of ``batch_size``.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(2, 2, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> model.set_parameters([Array([[1.0, 0.0], [0.0, 1.0]]), Array([0.0, 0.5])])
+        >>> x = Array([[3.0, 1.0], [0.0, 2.0], [1.0, 1.0]])    # outputs (3, 1.5), (0, 2.5), (1, 1.5)
+        >>> model.predict(x).tolist(), model.predict(x, batch_size=2).tolist()
+        ([0, 1, 1], [0, 1, 1])
+        """
         if not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"Model.predict: batch_size must be a whole number >= 1, got {batch_size!r}")
         values = input.numpy() if isinstance(input, Array) else np.asarray(input)
@@ -154,7 +250,17 @@ class Model:
         return np.concatenate(outputs).argmax(axis=-1)
 
     def accuracy(self, input: Input, labels: Union[Sequence[int], np.ndarray, Array], batch_size: int = 1000) -> float:
-        """The fraction of examples whose predicted class is the label (integers, or one-hot rows)."""
+        """The fraction of examples whose predicted class is the label (integers, or one-hot rows).
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(2, 2, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> model.set_parameters([Array([[1.0, 0.0], [0.0, 1.0]]), Array([0.0, 0.0])])
+        >>> x = Array([[3.0, 1.0], [0.0, 2.0], [5.0, 4.0], [1.0, 4.0]])    # predicts 0, 1, 0, 1
+        >>> model.accuracy(x, [0, 1, 1, 1]), model.accuracy(x, [[1, 0], [0, 1], [1, 0], [1, 0]])
+        (0.75, 0.75)
+        """
         labels = labels.numpy() if isinstance(labels, Array) else np.asarray(labels)
         if labels.ndim == 2:
             labels = labels.argmax(axis=-1)

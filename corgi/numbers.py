@@ -39,12 +39,27 @@ def float_type(dtype: FloatType, where: str = "dtype") -> type:
 
 
 def default_float() -> type:
-    """The float type new arrays get when no ``dtype`` is given."""
+    """The float type new arrays get when no ``dtype`` is given.
+
+    >>> default_float()
+    <class 'numpy.float64'>
+    """
     return _default
 
 
 def set_default_float(dtype: FloatType) -> type:
-    """Make ``dtype`` (float32 or float64) the default; returns the previous default."""
+    """Make ``dtype`` (float32 or float64) the default; returns the previous default.
+
+    >>> previous = set_default_float(np.float32)
+    >>> previous, default_float()
+    (<class 'numpy.float64'>, <class 'numpy.float32'>)
+    >>> set_default_float(previous)
+    <class 'numpy.float32'>
+    >>> set_default_float("float16")
+    Traceback (most recent call last):
+    ...
+    TypeError: set_default_float: corgi arrays hold float32 or float64, got 'float16'
+    """
     global _default
     previous = _default
     _default = float_type(dtype, "set_default_float")

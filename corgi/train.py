@@ -180,7 +180,20 @@ class ProgressBar:
         self.active = force or (hasattr(stream, "isatty") and stream.isatty())
 
     def update(self, loss: float) -> None:
-        """Advance by one batch whose loss was ``loss``."""
+        """Advance by one batch whose loss was ``loss``.
+
+        >>> import io
+        >>> stream = io.StringIO()
+        >>> bar = ProgressBar(2, "epoch 1/3", stream, force=True)
+        >>> bar.update(0.25)
+        >>> stream.getvalue()
+        '\\repoch 1/3 [###############---------------] 1/2 loss 0.2500'
+        >>> quiet = io.StringIO()                  # not a terminal: counts, draws nothing
+        >>> bar = ProgressBar(2, "epoch 1/3", quiet)
+        >>> bar.update(0.25)
+        >>> bar.count, quiet.getvalue()
+        (1, '')
+        """
         self.count += 1
         if self.active:
             filled = self.WIDTH * self.count // max(self.total, 1)
@@ -189,7 +202,16 @@ class ProgressBar:
             self.stream.flush()
 
     def close(self) -> None:
-        """End the bar's line."""
+        """End the bar's line.
+
+        >>> import io
+        >>> stream = io.StringIO()
+        >>> bar = ProgressBar(1, "epoch 1/1", stream, force=True)
+        >>> bar.update(0.5)
+        >>> bar.close()
+        >>> stream.getvalue().endswith("1/1 loss 0.5000\\n")
+        True
+        """
         if self.active:
             self.stream.write("\n")
             self.stream.flush()

@@ -80,7 +80,12 @@ class Array:
 
     @property
     def dimensions(self) -> tuple[int, ...]:
-        """The dimensions, outermost first (numpy's ``shape``)."""
+        """The dimensions, outermost first (numpy's ``shape``, also an alias).
+
+        >>> a = arr(arr(1, 2, 3), arr(4, 5, 6))
+        >>> a.dimensions, a.shape
+        ((2, 3), (2, 3))
+        """
         return self._values.shape
 
     shape = dimensions
@@ -96,7 +101,11 @@ class Array:
 
     @property
     def dtype(self) -> np.dtype:
-        """float64 or float32."""
+        """float64 or float32.
+
+        >>> arr(1.0).dtype, Array([1.0], dtype="float32").dtype
+        (dtype('float64'), dtype('float32'))
+        """
         return self._values.dtype
 
     def numpy(self) -> np.ndarray:
@@ -169,11 +178,22 @@ class Array:
 
     @property
     def is_tracked(self) -> bool:
-        """Whether operations on this array record a graph."""
+        """Whether operations on this array record a graph.
+
+        >>> a = arr(1.0)
+        >>> a.is_tracked, a.tracked().is_tracked
+        (False, True)
+        """
         return self._tracked
 
     def start_tracking(self, name: Optional[str] = None) -> None:
-        """Mark this array tracked, in place; ``name`` labels its node in traces."""
+        """Mark this array tracked, in place; ``name`` labels its node in traces.
+
+        >>> a = arr(2.0)
+        >>> a.start_tracking("a")
+        >>> a.is_tracked, (a * 3.0).is_tracked
+        (True, True)
+        """
         if self._node is None:
             node = _ArrayNode()
             node.shape = _shared(self._values.shape)
@@ -184,7 +204,13 @@ class Array:
         self._tracked = True
 
     def stop_tracking(self) -> None:
-        """Mark this array untracked, in place: operations on it record nothing."""
+        """Mark this array untracked, in place: operations on it record nothing.
+
+        >>> a = arr(2.0).tracked()
+        >>> a.stop_tracking()
+        >>> a.is_tracked, (a * 3.0).is_tracked
+        (False, False)
+        """
         self._tracked = False
 
     def tracked(self, name: Optional[str] = None) -> "Array":
@@ -198,7 +224,12 @@ class Array:
         return self
 
     def untracked(self) -> "Array":
-        """Mark this array untracked and return it."""
+        """Mark this array untracked and return it.
+
+        >>> a = arr(2.0).tracked()
+        >>> a.untracked() is a, a.is_tracked
+        (True, False)
+        """
         self.stop_tracking()
         return self
 
@@ -237,14 +268,34 @@ class Array:
         return sum_to(delta, values.shape, "backward")
 
     def gradient(self) -> Optional["Array"]:
-        """The accumulated gradient, or None if no pass has reached this array."""
+        """The accumulated gradient, or None if no pass has reached this array.
+
+        >>> x = arr(1.0, 2.0).tracked()
+        >>> x.gradient() is None
+        True
+        >>> (x * x).backward()          # d/dx x^2 = 2x
+        >>> x.gradient()
+        Array(dimensions=(2,), values=[2.0, 4.0])
+        >>> (x * x).backward()          # gradients add up across passes
+        >>> x.gradient()
+        Array(dimensions=(2,), values=[4.0, 8.0])
+        """
         node = self._node
         if node is None or node.gradient is None:
             return None
         return Array._wrap(node.gradient)
 
     def clear_gradient(self) -> None:
-        """Forget the accumulated gradient."""
+        """Forget the accumulated gradient.
+
+        >>> x = arr(3.0).tracked()
+        >>> (x * 2.0).backward()
+        >>> x.gradient()[0]
+        2.0
+        >>> x.clear_gradient()
+        >>> x.gradient() is None
+        True
+        """
         if self._node is not None:
             self._node.clear_gradient()
 
@@ -310,15 +361,36 @@ class Array:
         return _apply("powf", (self,), {"exponent": float(exponent)})
 
     def reciprocal(self) -> "Array":
-        """``1 / x`` elementwise."""
+        """``1 / x`` elementwise: ``d/dx 1/x = -1/x^2``.
+
+        >>> x = arr(2.0, 4.0).tracked()
+        >>> y = x.reciprocal()
+        >>> y.backward()
+        >>> y.values.tolist(), x.gradient().values.tolist()
+        ([0.5, 0.25], [-0.25, -0.0625])
+        """
         return _apply("reciprocal", (self,))
 
     def ln(self) -> "Array":
-        """The natural logarithm, elementwise."""
+        """The natural logarithm, elementwise: ``d/dx ln x = 1/x``.
+
+        >>> x = arr(1.0, 4.0).tracked()
+        >>> y = x.ln()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient().values.tolist()
+        (0.0, 1.3863, [1.0, 0.25])
+        """
         return _apply("ln", (self,))
 
     def exp(self) -> "Array":
-        """``e^x`` elementwise."""
+        """``e^x`` elementwise: ``d/dx e^x = e^x``.
+
+        >>> x = arr(0.0, 1.0).tracked()
+        >>> y = x.exp()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient()[0], round(x.gradient()[1], 4)
+        (1.0, 2.7183, 1.0, 2.7183)
+        """
         return _apply("exp", (self,))
 
     def relu(self) -> "Array":
@@ -330,11 +402,26 @@ class Array:
         return _apply("relu", (self,))
 
     def sigmoid(self) -> "Array":
-        """``1 / (1 + e^-x)`` elementwise, finite for any input."""
+        """``1 / (1 + e^-x)`` elementwise, finite for any input.
+
+        >>> arr(0.0, -1000.0, 1000.0).sigmoid()
+        Array(dimensions=(3,), values=[0.5, 0.0, 1.0])
+        >>> x = arr(0.0).tracked()
+        >>> x.sigmoid().backward()       # s (1 - s) = 0.25 at 0
+        >>> x.gradient()[0]
+        0.25
+        """
         return _apply("sigmoid", (self,))
 
     def tanh(self) -> "Array":
-        """The hyperbolic tangent, elementwise."""
+        """The hyperbolic tangent, elementwise: ``d/dx tanh x = 1 - tanh^2 x``.
+
+        >>> x = arr(0.0, 1.0).tracked()
+        >>> y = x.tanh()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient()[0], round(x.gradient()[1], 4)
+        (0.0, 0.7616, 1.0, 0.42)
+        """
         return _apply("tanh", (self,))
 
     def softmax(self) -> "Array":

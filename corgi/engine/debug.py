@@ -37,7 +37,18 @@ hook: Optional[Hook] = None
 
 
 def set_yield_point(new: Optional[Hook]) -> Optional[Hook]:
-    """Install ``new`` (or None) as the yield point; returns the one it replaces."""
+    """Install ``new`` (or None) as the yield point; returns the one it replaces.
+
+    >>> from corgi.engine import Node, backward
+    >>> places = []
+    >>> def note(where):
+    ...     places.append(where)
+    >>> previous = set_yield_point(note)
+    >>> x = Node()
+    >>> backward(Node((x,), lambda d: (2 * d,)), 1)
+    >>> set_yield_point(previous) is note, x.gradient, "commit" in places
+    (True, 2, True)
+    """
     global hook
     previous = hook
     hook = new

@@ -74,11 +74,20 @@ class Node:
         self.gradient: Any = None
 
     def deltas(self, delta: Any) -> Sequence[Any]:
-        """One delta per input for the ``delta`` arriving here."""
+        """One delta per input for the ``delta`` arriving here.
+
+        >>> x, y = Node(), Node()
+        >>> Node((x, y), lambda delta: (delta, -delta), name="sub").deltas(3)
+        (3, -3)
+        """
         return self.vjp(delta)
 
     def combine(self, deltas: list) -> Any:
-        """Add the deltas reported to this node, in the order given (never empty)."""
+        """Add the deltas reported to this node, in the order given (never empty).
+
+        >>> Node().combine([1, 2, 3])
+        6
+        """
         total = deltas[0]
         for delta in deltas[1:]:
             total = total + delta
@@ -86,11 +95,26 @@ class Node:
 
     @property
     def is_leaf(self) -> bool:
-        """True for a node that records no inputs."""
+        """True for a node that records no inputs.
+
+        >>> leaf = Node()
+        >>> leaf.is_leaf, Node((leaf,), lambda delta: (delta,)).is_leaf
+        (True, False)
+        """
         return not self.inputs
 
     def clear_gradient(self) -> None:
-        """Forget the accumulated gradient."""
+        """Forget the accumulated gradient.
+
+        >>> from corgi.engine import backward
+        >>> x = Node()
+        >>> backward(Node((x,), lambda delta: (3 * delta,)), 1)
+        >>> x.gradient
+        3
+        >>> x.clear_gradient()
+        >>> x.gradient is None
+        True
+        """
         with self.lock:
             self.gradient = None
 

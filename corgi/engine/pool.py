@@ -35,7 +35,14 @@ def _default_workers() -> int:
 
 @dataclass(frozen=True)
 class Settings:
-    """The engine's configuration at one moment."""
+    """The engine's configuration at one moment (``settings()``, ``configure()``); frozen.
+
+    >>> s = Settings(workers=2, handoff_cost=0)
+    >>> s.workers, s.handoff_cost, s == Settings(2, 0)
+    (2, 0, True)
+    >>> isinstance(settings(), Settings)
+    True
+    """
 
     workers: int
     handoff_cost: int

@@ -23,6 +23,13 @@ class Event(NamedTuple):
     pairs (``target`` only for ``send``); ``detail`` is the consumer count of
     ``count``, whether a ``send`` carried a delta, the exception type of
     ``error`` and ``"done"``/``"failed"`` for ``end``.
+
+    >>> from corgi.engine import Node, backward
+    >>> with trace() as t:
+    ...     backward(Node(name="x"), 1)
+    >>> first, last = t.events[0], t.events[-1]
+    >>> first.kind, first.node[0], first.target, last.kind, last.detail
+    ('start', 'x', None, 'end', 'done')
     """
 
     kind: str
@@ -88,6 +95,23 @@ class Trace:
         (``caller k`` for the thread that called pass k's ``backward()``,
         ``worker k`` for the others), so the same graph gives the same
         diagram on every run. ``threads=False`` leaves thread notes out.
+
+        >>> from corgi.engine import Node, backward
+        >>> x = Node(name="x")
+        >>> with trace() as t:
+        ...     backward(Node((x,), lambda d: (2 * d,), name="double"), 1)
+        >>> print(t.mermaid(threads=False))
+        sequenceDiagram
+            participant P1 as backward() 1
+            participant N1 as x 1
+            participant N2 as double 2
+            P1->>N2: delta (counted:<br/>x 1 waits for 1)
+            activate N2
+            N2->>N1: delta
+            activate N1
+            deactivate N1
+            deactivate N2
+            N2-->>P1: done
         """
         return _render(self.events, threads)
 
@@ -104,7 +128,19 @@ def active() -> Optional[Recorder]:
 
 @contextmanager
 def trace() -> Iterator[Trace]:
-    """Record every pass that starts inside the block (see ``Trace``)."""
+    """Record every pass that starts inside the block (see ``Trace``).
+
+    >>> from corgi.engine import Node, backward
+    >>> x = Node(name="x")
+    >>> with trace() as t:
+    ...     backward(Node((x,), lambda d: (d,), name="copy"), 1)
+    >>> sorted({event.node[0] for event in t.events})
+    ['copy', 'x']
+    >>> recorded = len(t.events)
+    >>> backward(Node((x,), lambda d: (d,)), 1)    # after the block: nothing more is recorded
+    >>> len(t.events) == recorded
+    True
+    """
     global _recorder
     recording = Trace()
     with _active_lock:

@@ -48,7 +48,15 @@ class Dense(Layer):
         self.activation = activation
 
     def forward(self, x: Array) -> Array:
-        """``activation(x @ weights + biases)``."""
+        """``activation(x @ weights + biases)``.
+
+        >>> from corgi.activation import make_relu
+        >>> from corgi.initializer import make_he
+        >>> layer = Dense(2, 1, make_he(rng=0), make_relu())
+        >>> layer.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
+        >>> layer.forward(Array([[3.0, 4.0], [-3.0, 1.0]]))    # relu(11.5), relu(-0.5)
+        Array(dimensions=(2, 1), values=[11.5, 0.0])
+        """
         if not isinstance(x, Array):
             raise TypeError(f"Dense.forward: expects an Array, got {type(x).__name__}")
         if x.dimensions[-1] != self.input_size:

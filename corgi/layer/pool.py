@@ -28,7 +28,13 @@ class Pool(Layer):
         self.pool, self.stride = tuple(pool), tuple(stride)
 
     def forward(self, x: Array) -> Array:
-        """``x.max_pool(pool, stride)``."""
+        """``x.max_pool(pool, stride)``.
+
+        >>> Pool().forward(Array([[1.0, 5.0], [3.0, 2.0]]))
+        Array(dimensions=(1, 1), values=[5.0])
+        >>> Pool((2, 2), (1, 1)).forward(Array([[1.0, 5.0, 0.0], [3.0, 2.0, 7.0]]))
+        Array(dimensions=(1, 2), values=[5.0, 7.0])
+        """
         if not isinstance(x, Array):
             raise TypeError(f"Pool.forward: expects an Array, got {type(x).__name__}")
         return x.max_pool(self.pool, self.stride)

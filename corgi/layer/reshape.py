@@ -35,7 +35,15 @@ class Reshape(Layer):
         self.size = math.prod(dims)
 
     def forward(self, x: Array) -> Array:
-        """``x`` with its trailing dimensions replaced by ``dimensions``."""
+        """``x`` with its trailing dimensions replaced by ``dimensions``.
+
+        >>> Reshape(4).forward(Array(list(range(12)), dimensions=(3, 2, 2)))[1, 2]
+        6.0
+        >>> Reshape(4).forward(Array.zeros((3, 3)))
+        Traceback (most recent call last):
+        ...
+        ValueError: Reshape.forward: no trailing dimensions of (3, 3) hold 4 values for (4,)
+        """
         if not isinstance(x, Array):
             raise TypeError(f"Reshape.forward: expects an Array, got {type(x).__name__}")
         shape = x.dimensions

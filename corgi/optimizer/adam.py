@@ -37,7 +37,14 @@ class Adam(Optimizer):
         self.steps: dict[int, int] = {}
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
-        """Advance both moments at ``position`` and take a bias-corrected step."""
+        """Advance both moments at ``position`` and take a bias-corrected step.
+
+        >>> adam = Adam(0.1)
+        >>> [round(v, 6) for v in adam.step(0, np.array([1.0, -1.0]), np.array([4.0, -0.5])).tolist()]
+        [0.9, -0.9]
+        >>> adam.steps[0]                          # the step count t at position 0
+        1
+        """
         first, second = self.state.get(position, value, 2)
         first = self.beta1 * first + (1 - self.beta1) * gradient
         second = self.beta2 * second + (1 - self.beta2) * gradient * gradient

@@ -32,11 +32,28 @@ class Optimizer:
     """
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
-        """The new value of the parameter at ``position``."""
+        """The new value of the parameter at ``position``; a subclass defines it (see the class example).
+
+        >>> Optimizer().step(0, np.array([1.0]), np.array([2.0]))
+        Traceback (most recent call last):
+        ...
+        NotImplementedError: Optimizer does not define step
+        """
         raise NotImplementedError(f"{type(self).__name__} does not define step")
 
     def update(self, parameters: Sequence[Array]) -> list[Array]:
-        """New parameter Arrays, one per parameter, in order; gradients are cleared."""
+        """New parameter Arrays, one per parameter, in order; gradients are cleared.
+
+        A parameter without a gradient comes back as the same Array.
+
+        >>> from corgi import arr
+        >>> from corgi.optimizer import GradientDescent
+        >>> w, b = arr(1.0).tracked(), arr(5.0).tracked()
+        >>> (w * 3.0).backward()                  # dw = 3; b gets no gradient
+        >>> new_w, new_b = GradientDescent(0.5).update([w, b])
+        >>> new_w, new_b is b, w.gradient()
+        (Array(dimensions=(1,), values=[-0.5], tracked), True, None)
+        """
         name = f"{type(self).__name__}.update"
         updated = []
         for position, parameter in enumerate(parameters):

@@ -21,7 +21,11 @@ class GradientDescent(Optimizer):
         self.learning_rate = check_rate(learning_rate, "learning_rate", "GradientDescent")
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
-        """``value - learning_rate * gradient``."""
+        """``value - learning_rate * gradient``.
+
+        >>> GradientDescent(0.5).step(0, np.array([1.0, 2.0]), np.array([4.0, -2.0])).tolist()
+        [-1.0, 3.0]
+        """
         return value - self.learning_rate * gradient
 
     def __repr__(self) -> str:

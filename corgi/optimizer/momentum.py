@@ -27,7 +27,14 @@ class Momentum(Optimizer):
         self.state = State("Momentum.update")
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
-        """Advance the velocity at ``position`` and move against it."""
+        """Advance the velocity at ``position`` and move against it.
+
+        >>> optimizer = Momentum(0.5, momentum=0.5)
+        >>> optimizer.step(0, np.array([1.0]), np.array([2.0])).tolist()    # v = 2
+        [0.0]
+        >>> optimizer.step(0, np.array([0.0]), np.array([2.0])).tolist()    # v = 0.5 * 2 + 2 = 3
+        [-1.5]
+        """
         (velocity,) = self.state.get(position, value, 1)
         velocity = self.momentum * velocity + gradient
         self.state.buffers[position] = (velocity,)
