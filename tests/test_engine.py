@@ -552,7 +552,10 @@ def _engine_workers_in_subprocess(value):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("value, expected", [("0", 0), ("3", 3), (" 12 ", 12), (None, min(8, os.cpu_count() or 1))])
+@pytest.mark.parametrize(
+    "value, expected",
+    [("0", 0), ("3", 3), (" 12 ", 12), (None, min(8, os.cpu_count() or 1)), ("", min(8, os.cpu_count() or 1))],
+)
 def test_corgi_workers_sets_the_worker_count(value, expected):
     done = _engine_workers_in_subprocess(value)
     assert done.returncode == 0, done.stderr

@@ -21,8 +21,8 @@ DEFAULT_HANDOFF_COST = 1 << 16
 
 
 def _default_workers() -> int:
-    text = os.environ.get("CORGI_WORKERS")
-    if text is None:
+    text = os.environ.get("CORGI_WORKERS", "").strip()
+    if not text:  # unset or empty: the default
         return min(8, os.cpu_count() or 1)
     try:
         workers = int(text)
