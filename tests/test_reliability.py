@@ -20,7 +20,6 @@ import gc
 import os
 import random
 import signal
-import sys
 import threading
 import time
 import traceback

@@ -11,18 +11,18 @@ dimensions.
 from __future__ import annotations
 
 import numbers
-import operator
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 
 from .. import engine
-from ..numbers import FloatType, default_float, float_type
+from ..numbers import FloatType
 from . import arithmetic, image, linalg, nonlinearity  # noqa: F401 - they fill the registry
+from .nodes import ArrayNode, OpNode, shared
 from .registry import PRIMITIVES, sum_to
+from .values import Dimensions, dimensions_of, read_only, resolve, to_values
 
 Operand = Union["Array", float, int]
-Dimensions = Union[int, Sequence[int]]
 
 
 class Array:
@@ -54,7 +54,7 @@ class Array:
         dtype: Optional[FloatType] = None,
         copy: bool = True,
     ) -> None:
-        self._values = _to_values(values, dimensions, dtype, copy)
+        self._values = to_values(values._values if isinstance(values, Array) else values, dimensions, dtype, copy)
         self._node: Optional[engine.Node] = None
         self._tracked = False
 
@@ -73,8 +73,8 @@ class Array:
         >>> Array.zeros((2, 3)).dimensions
         (2, 3)
         """
-        shape = _dimensions(dimensions, "zeros")
-        return cls._wrap(np.zeros(shape, dtype=_resolve(dtype, "zeros")))
+        shape = dimensions_of(dimensions, "zeros")
+        return cls._wrap(np.zeros(shape, dtype=resolve(dtype, "zeros")))
 
     # -- values ---------------------------------------------------------
 
@@ -97,7 +97,7 @@ class Array:
         >>> arr(arr(1, 2), arr(3, 4)).values.tolist()
         [1.0, 2.0, 3.0, 4.0]
         """
-        return _read_only(self._values.reshape(-1))
+        return read_only(self._values.reshape(-1))
 
     @property
     def dtype(self) -> np.dtype:
@@ -114,12 +114,12 @@ class Array:
         >>> arr(1.0, 2.0).numpy().flags.writeable
         False
         """
-        return _read_only(self._values)
+        return read_only(self._values)
 
     def __array__(self, dtype: Any = None, copy: Optional[bool] = None) -> np.ndarray:
         if copy:
             return np.array(self._values, dtype=dtype, copy=True)
-        return _read_only(self._values if dtype is None else self._values.astype(dtype))
+        return read_only(self._values if dtype is None else self._values.astype(dtype))
 
     def __len__(self) -> int:
         return self._values.shape[0]
@@ -195,8 +195,8 @@ class Array:
         (True, True)
         """
         if self._node is None:
-            node = _ArrayNode()
-            node.shape = _shared(self._values.shape)
+            node = ArrayNode()
+            node.shape = shared(self._values.shape)
             node.dtype = self._values.dtype
             self._node = node
         if name is not None:
@@ -448,7 +448,7 @@ class Array:
         >>> arr(1, 2, 3, 4).reshape((2, 2)).dimensions
         (2, 2)
         """
-        return _apply("reshape", (self,), {"dimensions": _dimensions(dimensions, "reshape")})
+        return _apply("reshape", (self,), {"dimensions": dimensions_of(dimensions, "reshape")})
 
     @staticmethod
     def axpy(alpha: Operand, x: "Array", y: "Array") -> "Array":
@@ -584,69 +584,14 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
             inputs.append(operand._node)
             mask |= 1 << position
     if inputs:
-        node = _OpNode(tuple(inputs), None, name, result[2] if len(result) > 2 else value.size)
-        node.shape = _shared(value.shape)
+        node = OpNode(tuple(inputs), None, name, result[2] if len(result) > 2 else value.size)
+        node.shape = shared(value.shape)
         node.dtype = value.dtype
         node.vjps = primitive.subsets[mask]  # one per input: the tracked operands' vjps, in order
         node.saved = result[1]  # what the forward kept for its vjps
         out._node = node
         out._tracked = True
     return out
-
-# Shape tuples shared between nodes: a million-node graph must stay small.
-_SHAPES: dict = {}
-
-
-def _shared(shape: tuple) -> tuple:
-    if len(_SHAPES) < 4096:
-        return _SHAPES.setdefault(shape, shape)
-    return shape
-
-
-class _ArrayNode(engine.Node):
-    """The node of a tracked Array: it knows its Array's shape and dtype; deltas are numpy arrays."""
-
-    __slots__ = ("shape", "dtype")
-
-    def combine(self, deltas: list) -> np.ndarray:
-        # Many reports (a parameter used at every step of a long chain) add in
-        # one numpy reduction rather than one Python-level add each; the order
-        # is the engine's canonical one, so the bits are the same every run.
-        if len(deltas) < 8:
-            return engine.Node.combine(self, deltas)
-        return np.add.reduce(np.stack(deltas), axis=0)
-
-
-class _OpNode(_ArrayNode):
-    """A node made by ``_apply``: it calls its tracked operands' vjps and fits their deltas."""
-
-    __slots__ = ("vjps", "saved")
-
-    def deltas(self, delta: np.ndarray) -> tuple:
-        vjps = self.vjps
-        saved = self.saved
-        inputs = self.inputs
-        node = inputs[0]
-        first = vjps[0](delta, saved)
-        if first.shape != node.shape or first.dtype != node.dtype:
-            first = _fit(first, node.shape, node.dtype)
-        if len(vjps) == 1:
-            return (first,)
-        node = inputs[1]
-        second = vjps[1](delta, saved)
-        if second.shape != node.shape or second.dtype != node.dtype:
-            second = _fit(second, node.shape, node.dtype)
-        if len(vjps) == 2:
-            return (first, second)
-        rest = [_fit(vjp(delta, saved), node.shape, node.dtype) for vjp, node in zip(vjps[2:], inputs[2:])]
-        return (first, second, *rest)
-
-
-def _fit(delta: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
-    """A rule's delta summed down to its operand's dimensions, in its operand's dtype."""
-    if delta.shape != shape:
-        delta = sum_to(delta, shape)
-    return delta if delta.dtype == dtype else delta.astype(dtype)
 
 
 def _binary(name: str, x: Any, y: Any) -> Array:
@@ -662,7 +607,7 @@ def _operand(x: Any, where: str) -> Any:
     if isinstance(x, numbers.Real) and not isinstance(x, bool):
         return float(x)
     if isinstance(x, np.ndarray):
-        return _to_values(x, None, x.dtype if x.dtype.kind == "f" else None)
+        return to_values(x, None, x.dtype if x.dtype.kind == "f" else None)
     raise TypeError(f"{where}: expects an Array or a number, got {type(x).__name__}")
 
 
@@ -681,55 +626,3 @@ def _pair_operand(pair: Any, what: str) -> tuple[Array, bool]:
 
 
 # -- construction helpers ---------------------------------------------------
-
-
-def _read_only(values: np.ndarray) -> np.ndarray:
-    # Arrays own their numpy values and never write them; users get read-only
-    # views, so marking costs nothing on the operations' hot path.
-    view = values.view()
-    view.flags.writeable = False
-    return view
-
-
-def _resolve(dtype: Optional[FloatType], where: str) -> type:
-    return default_float() if dtype is None else float_type(dtype, where)
-
-
-def _dimensions(dimensions: Dimensions, where: str) -> tuple[int, ...]:
-    if isinstance(dimensions, (int, np.integer)):
-        dimensions = (dimensions,)
-    try:
-        shape = tuple(operator.index(d) for d in dimensions)  # 2.5 is refused, not truncated
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: dimensions must be whole numbers, got {dimensions!r}") from None
-    if not shape or any(d < 1 for d in shape):
-        raise ValueError(f"{where}: every dimension must be at least 1, got {shape}")
-    return shape
-
-
-def _to_values(
-    values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType], copy: bool = True
-) -> np.ndarray:
-    if isinstance(values, Array):
-        values = values._values
-    if dtype is None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
-        target = float_type(values.dtype, "Array")
-    else:
-        target = _resolve(dtype, "Array")
-    try:
-        data = np.array(values, copy=True) if copy else np.asarray(values)
-    except ValueError as error:
-        raise ValueError(f"Array: values are not a rectangular array of numbers ({error})") from None
-    if data.dtype.kind not in "biuf":
-        raise TypeError(f"Array: values must be real numbers, got {data.dtype} values")
-    data = data.astype(target, copy=False)
-    if dimensions is not None:
-        shape = _dimensions(dimensions, "Array")
-        if data.size != int(np.prod(shape)):
-            raise ValueError(f"Array: dimensions {shape} need {int(np.prod(shape))} values, got {data.size}")
-        data = data.reshape(shape)
-    elif data.ndim == 0:
-        data = data.reshape(1)
-    if data.size == 0:
-        raise ValueError(f"Array: every dimension must be at least 1, got {data.shape}")
-    return data

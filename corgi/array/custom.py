@@ -10,11 +10,12 @@ and the input, raised inside the pass, so no gradient is written.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from typing import Callable, Optional, Sequence
 
 import numpy as np
 
-from .core import Array, _ArrayNode
+from .core import Array
+from .nodes import ArrayNode
 
 
 def custom_op(
@@ -62,7 +63,7 @@ def custom_op(
             deltas.append(answer._values.astype(dtypes[i], copy=False))
         return deltas
 
-    node = _ArrayNode(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
+    node = ArrayNode(tuple(arrays[i]._node for i in tracked), vjp, name, out._values.size)
     node.shape = out.dimensions
     node.dtype = out.dtype
     out._node = node
