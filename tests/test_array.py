@@ -428,3 +428,13 @@ def test_numpy_scalars_are_numbers():
     a = arr(1.0, 2.0).tracked()
     out = np.float64(2.0) * a + np.int64(1)
     assert isinstance(out, Array) and out == arr(3.0, 5.0)
+
+
+def test_len_and_iteration_follow_flat_indexing():
+    # a[i] is the i-th value in row-major order, so len() counts values and iteration
+    # yields them in that order, as floats; the sequence protocol stays consistent
+    a = arr(arr(1.0, 2.0, 3.0), arr(4.0, 5.0, 6.0))
+    assert len(a) == 6
+    assert list(a) == [a[i] for i in range(len(a))] == [1.0, 2.0, 3.0, 4.0, 5.0, 6.0]
+    assert all(type(v) is float for v in a)
+    assert sum(arr(0.5, 1.5)) == 2.0

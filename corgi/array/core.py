@@ -11,7 +11,7 @@ dimensions.
 from __future__ import annotations
 
 import numbers
-from typing import Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Iterator, Optional, Sequence, Union
 
 import numpy as np
 
@@ -122,7 +122,20 @@ class Array:
         return read_only(self._values if dtype is None else self._values.astype(dtype))
 
     def __len__(self) -> int:
-        return self._values.shape[0]
+        """The number of values, so that ``a[i]`` is valid for ``0 <= i < len(a)``.
+
+        >>> len(arr(arr(1, 2, 3), arr(4, 5, 6)))
+        6
+        """
+        return self._values.size
+
+    def __iter__(self) -> Iterator[float]:
+        """The values in row-major order, as Python floats (the order of ``a[i]``).
+
+        >>> list(arr(arr(1, 2), arr(3, 4)))
+        [1.0, 2.0, 3.0, 4.0]
+        """
+        return iter(self._values.reshape(-1).tolist())
 
     def __getitem__(self, index: Union[int, tuple[int, ...]]) -> float:
         """``a[i]`` is the i-th value in row-major order; ``a[i, j, k]`` a multi-index.
