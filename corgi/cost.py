@@ -65,7 +65,11 @@ def make_cross_entropy() -> Cost:
         dimensions = output.dimensions
         batch = dimensions[0] if len(dimensions) >= 2 else 1
         log_probabilities = (output + CROSS_ENTROPY_EPSILON).ln()
-        return (log_probabilities * target).sum(len(dimensions)) * (-1.0 / batch)
+        if isinstance(target, Array) and target.is_tracked:
+            return (log_probabilities * target).sum(len(dimensions)) * (-1.0 / batch)
+        # a constant target is scaled first, which saves the graph one node
+        weights = np.asarray(target, dtype=output.dtype) * (-1.0 / batch)
+        return (log_probabilities * weights).sum(len(dimensions))
 
     return cross_entropy
 

@@ -369,3 +369,14 @@ def test_gradcheck_still_names_the_worst_input():
     with pytest.raises(GradcheckError, match="gradient of input 1 at index 2"):
         gradcheck(lambda x, y: Array.op([x, y], lambda v: v[0] * v[1], lambda v, t, d: [d * v[1], d]),
                   [arr(1.0, 2.0, 3.0), arr(1.0, 2.0, 3.0)])
+
+
+def test_cross_entropy_of_a_tracked_target_has_its_gradient():
+    # the usual target is a constant; a tracked one still receives -ln(p + eps) / batch
+    p = Array([[0.25, 0.75], [0.5, 0.5]]).tracked()
+    t = Array([[0.0, 1.0], [1.0, 0.0]]).tracked()
+    loss = make_cross_entropy()(p, t)
+    loss.backward()
+    expected = -np.log(np.array([[0.25, 0.75], [0.5, 0.5]]) + 1e-12) / 2
+    np.testing.assert_allclose(t.gradient().numpy(), expected, rtol=1e-12)
+    assert gradcheck(lambda p, t: make_cross_entropy()(p, t), [Array([[0.3, 0.7]]), Array([[1.0, 0.0]])])
