@@ -79,11 +79,14 @@ def _check(output: Array, target: Target, where: str) -> None:
         raise TypeError(f"{where}: the output must be an Array, got {type(output).__name__}")
     if not isinstance(target, (Array, np.ndarray)):
         raise TypeError(f"{where}: the target must be an Array or a numpy array, got {type(target).__name__}")
+    shape = target.shape
+    if shape == output.dimensions:  # the usual case, without numpy's broadcasting machinery
+        return
     try:
-        fits = np.broadcast_shapes(output.dimensions, np.shape(target)) == output.dimensions
+        fits = np.broadcast_shapes(output.dimensions, shape) == output.dimensions
     except ValueError:
         fits = False
     if not fits:
         raise ValueError(
-            f"{where}: a target of dimensions {np.shape(target)} does not match an output of {output.dimensions}"
+            f"{where}: a target of dimensions {shape} does not match an output of {output.dimensions}"
         )
