@@ -615,6 +615,8 @@ def _binary(name: str, x: Any, y: Any) -> Array:
 
 
 def _operand(x: Any, where: str) -> Any:
+    if type(x) is float:  # the common constant, before the slower numbers.Real check
+        return x
     if type(x) is Array or isinstance(x, Array):
         return x
     if isinstance(x, numbers.Real) and not isinstance(x, bool):

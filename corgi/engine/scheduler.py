@@ -44,13 +44,16 @@ _pass_ids = iter(range(1, 1 << 62)).__next__
 
 class _Pass:
     __slots__ = (
-        "id", "cond", "ready", "remaining", "active", "waiting", "error",
+        "id", "lock", "cond", "ready", "remaining", "active", "waiting", "error",
         "staged_nodes", "staged_deltas", "executor", "handoff_cost", "context", "trace",
     )
 
     def __init__(self, remaining: int, trace: Optional[_trace.Recorder]) -> None:
         self.id = _pass_ids()
-        self.cond = threading.Condition(threading.Lock())
+        self.lock = threading.Lock()
+        # The caller's condition, made (on ``lock``) only if it ever has to wait:
+        # most passes never do, and a Condition costs two microseconds.
+        self.cond: Optional[threading.Condition] = None
         self.ready: deque = deque()
         self.remaining = remaining  # counted nodes that have not run yet
         self.active = 0  # pool threads inside a step of this pass
@@ -189,7 +192,7 @@ class _Pass:
         except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
             self.fail(error, node)
         if staged_nodes:
-            with self.cond:
+            with self.lock:
                 self.staged_nodes += staged_nodes
                 if hook is not None:
                     hook("stage")
@@ -198,7 +201,7 @@ class _Pass:
 
     def _queue(self, target: Node, total: Any) -> None:
         """Queue a ready node on the pass; a costly one also gets a pool ticket."""
-        with self.cond:
+        with self.lock:
             self.ready.append((target, total))
             if self.waiting:
                 self.cond.notify()
@@ -217,8 +220,7 @@ class _Pass:
 
     def ticket(self) -> None:
         """A pool task: run one queued node (and what it keeps), never wait."""
-        cond = self.cond
-        with cond:
+        with self.lock:
             if self.error is not None or not self.ready:
                 return
             node, delta = self.ready.popleft()
@@ -227,15 +229,15 @@ class _Pass:
         try:
             ran = self.run_from(node, delta)
         finally:
-            with cond:
+            with self.lock:
                 self.active -= 1
                 self.remaining -= ran
                 if self.waiting:
-                    cond.notify()
+                    self.cond.notify()
 
     def fail(self, error: BaseException, node: Optional[Node] = None) -> None:
         """Record the pass's first exception (raised at ``node``) and stop scheduling."""
-        with self.cond:
+        with self.lock:
             if self.error is None:
                 self.error = error
                 if self.trace is not None:
@@ -249,9 +251,8 @@ class _Pass:
     def drive(self, root: Node, delta: Any) -> None:
         """Run the pass on the calling thread until every step has finished."""
         ran = self.run_from(root, delta)
-        cond = self.cond
         while True:
-            with cond:
+            with self.lock:
                 self.remaining -= ran
                 ran = 0
                 while True:
@@ -263,22 +264,24 @@ class _Pass:
                     elif self.ready:
                         node, delta = self.ready.popleft()
                         break
-                    self.waiting = True
-                    try:
-                        cond.wait()
-                    finally:
-                        self.waiting = False
+                    self._wait()
             ran = self.run_from(node, delta)
 
     def wait_idle(self) -> None:
         """Wait until no pool thread runs a step of this (failed) pass."""
-        with self.cond:
+        with self.lock:
             while self.active:
-                self.waiting = True
-                try:
-                    self.cond.wait()
-                finally:
-                    self.waiting = False
+                self._wait()
+
+    def _wait(self) -> None:
+        """Sleep until another thread changes the pass (call with ``lock`` held)."""
+        if self.cond is None:
+            self.cond = threading.Condition(self.lock)
+        self.waiting = True
+        try:
+            self.cond.wait()
+        finally:
+            self.waiting = False
 
 
 def _sum_in_order(target: Node, reports: list) -> Any:
