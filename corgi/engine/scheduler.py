@@ -18,7 +18,8 @@ The algorithm, in the order it runs:
    a task that pops one queued node if any is left and returns at once if not.
    No task ever waits for another, so a pool of any size finishes any graph.
    The caller pops queued nodes too, and sleeps only when there is nothing to
-   pop and work is still running elsewhere.
+   pop and work is still running elsewhere. A leaf that becomes ready is
+   never queued: its whole step is staging its delta, done on the spot.
 4. Finish: when every counted node has run, the gradients staged during the
    pass are added to the nodes' gradients. If any vjp raised, the pass stops
    scheduling, waits for running steps, drops its counters and staged
