@@ -169,16 +169,12 @@ def _render(events: list[Event], threads: bool) -> str:
     for node in seen:
         nodes[node] = f"N{len(nodes) + 1}"
 
-    def node_id(node: tuple[str, int]) -> str:
-        return nodes[node]
-
     def label(node: tuple[str, int]) -> str:
-        return f"{node[0]} {node_id(node)[1:]}"
+        return f"{node[0]} {nodes[node][1:]}"
 
     def role(event: Event) -> str:
-        for pass_id, thread in callers.items():
-            if thread == event.thread and pass_id == event.pass_id:
-                return f"caller {passes[pass_id][1:]}"
+        if callers.get(event.pass_id) == event.thread:
+            return f"caller {passes[event.pass_id][1:]}"
         if event.thread not in roles:
             workers[0] += 1
             roles[event.thread] = f"worker {workers[0]}"
@@ -188,10 +184,8 @@ def _render(events: list[Event], threads: bool) -> str:
         if event.kind == "start":
             passes[event.pass_id] = f"P{len(passes) + 1}"
             callers[event.pass_id] = event.thread
-            node_id(event.node)
             counts[event.pass_id] = []
         elif event.kind == "count":
-            node_id(event.node)
             if event.detail:
                 counts[event.pass_id].append(f"{label(event.node)} waits for {event.detail}")
 
@@ -212,7 +206,7 @@ def _render(events: list[Event], threads: bool) -> str:
         elif event.kind == "send":
             arrow = "->>" if event.detail else "-->>"
             text = "delta" if event.detail else "no delta"
-            body.append(f"{nodes[event.node]}{arrow}{node_id(event.target)}: {text}")
+            body.append(f"{nodes[event.node]}{arrow}{nodes[event.target]}: {text}")
         elif event.kind == "complete":
             body.append(f"deactivate {nodes[event.node]}")
         elif event.kind == "error":
