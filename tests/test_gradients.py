@@ -179,6 +179,81 @@ def test_softmax_extreme_spread():
     check(lambda a: a.softmax(), x)
 
 
+@covers("log_softmax")
+@SWEEP
+@given(shapes, seeds, st.sampled_from([0.0, 30.0, -500.0, 1e4]))
+def test_log_softmax_with_large_inputs(shape, seed, offset):
+    values = np.random.default_rng(seed).uniform(-3.0, 3.0, size=shape) + offset
+    out = Array(values).log_softmax()
+    shifted = values - values.max(axis=-1, keepdims=True)
+    expected = shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    assert np.all(np.isfinite(out.values)) and np.allclose(out.numpy(), expected, rtol=1e-12, atol=1e-12)
+    assert np.allclose(np.exp(out.numpy()).sum(axis=-1), 1.0)
+    check(lambda a: a.log_softmax(), Array(values))
+    # each output depends on every input of its row: weight them differently
+    weights = Array(np.random.default_rng(seed + 1).uniform(0.5, 1.5, size=shape))
+    check(lambda a: a.log_softmax() * weights, Array(values))
+
+
+@covers("log_softmax")
+def test_log_softmax_is_exact_where_softmax_underflows():
+    x = arr(arr(1000.0, 0.0, -1000.0), arr(0.0, 0.0, 0.0))
+    third = -np.log(3.0)
+    assert allclose(x.log_softmax(), arr(arr(0.0, -1000.0, -2000.0), arr(third, third, third)), atol=1e-12)
+    with np.errstate(divide="ignore"):
+        assert not np.isfinite(x.softmax().ln().values).all()  # the composition it replaces
+    check(lambda a: a.log_softmax() * arr(arr(1.0, 2.0, 3.0), arr(1.0, 2.0, 3.0)), x)
+
+
+def _one_hot_rows(rng, shape):
+    """Targets: one-hot rows over the last axis, or arbitrary weights for other shapes."""
+    classes = shape[-1]
+    return Array(np.eye(classes)[rng.integers(0, classes, size=shape[:-1])])
+
+
+@covers("softmax_cross_entropy")
+@SWEEP
+@given(shapes, seeds, st.sampled_from([0.0, 40.0, -1e3]), st.booleans())
+def test_softmax_cross_entropy(shape, seed, offset, soft_target):
+    rng = np.random.default_rng(seed)
+    z = Array(rng.uniform(-3.0, 3.0, size=shape) + offset)
+    t = Array(rng.uniform(0.0, 1.0, size=shape)) if soft_target else _one_hot_rows(rng, shape)
+    batch = shape[0] if len(shape) >= 2 else 1
+    loss = z.softmax_cross_entropy(t)
+    assert loss.dimensions == (1,)
+    # the composition it fuses, and the exact expected gradient
+    composed = (z.log_softmax() * t).sum(len(shape)) * (-1.0 / batch)
+    assert np.allclose(loss.values, composed.values, rtol=1e-12, atol=1e-12)
+    zt, tt = Array(z).tracked(), Array(t).tracked()
+    zt.softmax_cross_entropy(tt).backward()
+    zc, tc = Array(z).tracked(), Array(t).tracked()
+    ((zc.log_softmax() * tc).sum(len(shape)) * (-1.0 / batch)).backward()
+    assert allclose(zt.gradient(), zc.gradient(), rtol=1e-10, atol=1e-12)
+    assert allclose(tt.gradient(), tc.gradient(), rtol=1e-10, atol=1e-12)
+    p = z.softmax().numpy()
+    expected = (p * t.numpy().sum(axis=-1, keepdims=True) - t.numpy()) / batch
+    assert np.allclose(zt.gradient().numpy(), expected, rtol=1e-10, atol=1e-12)
+    check(lambda a: a.softmax_cross_entropy(t), z)
+    check(lambda b: z.softmax_cross_entropy(b), t)
+
+
+@covers("softmax_cross_entropy")
+def test_softmax_cross_entropy_broadcast_target_and_errors():
+    z = arr(arr(1.0, 2.0, 3.0), arr(0.5, -1.0, 2.0))
+    row = arr(0.0, 1.0, 0.0)  # one target for every example
+    check(lambda a, b: a.softmax_cross_entropy(b), z, row)
+    assert allclose(z.softmax_cross_entropy(row), z.softmax_cross_entropy(arr(arr(0.0, 1.0, 0.0), arr(0.0, 1.0, 0.0))))
+    # a numpy target takes the logits' dtype
+    z32 = Array(z, dtype="float32")
+    assert z32.softmax_cross_entropy(np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])).dtype == np.float32
+    with pytest.raises(ValueError, match="softmax_cross_entropy: a target of dimensions \\(2, 2, 3\\) does not match logits of \\(2, 3\\)"):
+        z.softmax_cross_entropy(Array.zeros((2, 2, 3)))
+    with pytest.raises(ValueError, match="softmax_cross_entropy: incompatible dimensions"):
+        z.softmax_cross_entropy(Array.zeros((2, 2)))
+    with pytest.raises(TypeError, match="the target must be an Array or a numpy array, got list"):
+        z.softmax_cross_entropy([[0.0, 1.0, 0.0]] * 2)
+
+
 # ---------------------------------------------------------------- linalg
 
 
@@ -466,6 +541,8 @@ FLOAT32_CASES = [
     ("sigmoid", lambda a: a.sigmoid(), [(2, 3)]),
     ("tanh", lambda a: a.tanh(), [(2, 3)]),
     ("softmax", lambda a: a.softmax(), [(2, 3)]),
+    ("log_softmax", lambda a: a.log_softmax() * 2.0, [(2, 3)]),
+    ("softmax_cross_entropy", lambda a, b: a.softmax_cross_entropy(b), [(2, 3), (2, 3)]),
     ("sum", lambda a: a.sum(2), [(2, 3, 2)]),
     ("reshape", lambda a: a.reshape((3, 2)), [(2, 3)]),
     ("matmul", lambda a, b, c: Array.matmul((a, False), (b, True), c), [(2, 2, 3), (4, 3), (4,)]),

@@ -10,7 +10,7 @@ import pytest
 import corgi
 from corgi import Array, GradcheckError, allclose, arr, gradcheck
 from corgi.activation import make_relu, make_sigmoid, make_softmax, make_tanh
-from corgi.cost import make_cross_entropy, make_mse
+from corgi.cost import make_cross_entropy, make_mse, make_softmax_cross_entropy
 from corgi.initializer import make_he
 from corgi.layer import Conv, Dense, Layer, Pool, Reshape
 from corgi.optimizer import Adam, GradientDescent, Momentum
@@ -142,7 +142,33 @@ def test_cross_entropy_is_finite_for_saturated_softmax(dtype):
     assert math.isfinite(direct[0]) and np.isfinite(probabilities.gradient().numpy()).all()
 
 
-@pytest.mark.parametrize("make", [make_mse, make_cross_entropy])
+def test_softmax_cross_entropy_matches_the_composed_cost():
+    rng = np.random.default_rng(4)
+    logits = random(rng, 6, 5, low=-4, high=4)
+    target = Array(np.eye(5)[[0, 4, 2, 2, 1, 3]])
+    fused_logits, composed_logits = Array(logits).tracked(), Array(logits).tracked()
+    fused = make_softmax_cross_entropy()(fused_logits, target)
+    composed = make_cross_entropy()(composed_logits.softmax(), target)
+    assert fused[0] == pytest.approx(composed[0], rel=1e-9)
+    fused.backward()
+    composed.backward()
+    assert allclose(fused_logits.gradient(), composed_logits.gradient(), rtol=1e-8, atol=1e-12)
+    assert gradcheck(lambda x: make_softmax_cross_entropy()(x, target), [logits])
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_softmax_cross_entropy_is_exact_for_saturated_logits(dtype):
+    # where make_cross_entropy clips the loss at -ln(1e-12) and its gradient vanishes
+    logits = Array([[1000.0, -1000.0, 0.0], [-1000.0, 1000.0, -1000.0]], dtype=dtype).tracked()
+    target = np.array([[0.0, 1.0, 0.0], [0.0, 1.0, 0.0]])
+    loss = make_softmax_cross_entropy()(logits, target)
+    assert loss.dtype == np.dtype(dtype) and loss[0] == pytest.approx(2000.0 / 2, rel=1e-6)
+    loss.backward()
+    expected = (np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]) - target) / 2
+    assert np.array_equal(logits.gradient().numpy(), expected.astype(dtype))
+
+
+@pytest.mark.parametrize("make", [make_mse, make_cross_entropy, make_softmax_cross_entropy])
 def test_cost_rejects_mismatched_target(make):
     with pytest.raises(ValueError, match="target of dimensions \\(3,\\) does not match an output of \\(2, 2\\)"):
         make()(Array.zeros((2, 2)) + 0.5, Array.zeros(3))

@@ -445,6 +445,48 @@ class Array:
         """
         return _apply("softmax", (self,))
 
+    def log_softmax(self) -> "Array":
+        """The logarithm of the softmax over the last dimension, exact where the softmax underflows.
+
+        ``x - max(x) - ln(sum(e^(x - max(x))))``: use it for log-probabilities
+        rather than ``softmax().ln()``, which gives ``-inf`` once a probability
+        rounds to zero.
+
+        >>> arr(1000.0, 0.0).log_softmax()
+        Array(dimensions=(2,), values=[0.0, -1000.0])
+        >>> x = arr(0.0, 0.0).tracked()
+        >>> x.log_softmax().sum().backward()   # d/dx_i sum_j ln s_j = 1 - 2 s_i = 0
+        >>> x.gradient()
+        Array(dimensions=(2,), values=[0.0, 0.0])
+        """
+        return _apply("log_softmax", (self,))
+
+    def softmax_cross_entropy(self, target: Union["Array", np.ndarray]) -> "Array":
+        """Cross-entropy of ``softmax(self)`` against ``target``, averaged over the batch.
+
+        ``-sum(target * log_softmax(self)) / batch``, where ``self`` holds
+        logits and the batch is its first dimension (a 1-D array is one
+        example). One fused operation: it is exact where the softmax
+        saturates, and its gradient is ``(softmax(self) - target) / batch``
+        for one-hot rows. ``target`` has the logits' dimensions (or
+        broadcasts to them); a numpy target takes the logits' dtype.
+
+        >>> logits = arr(arr(0.0, 0.0), arr(1000.0, -1000.0)).tracked()
+        >>> loss = logits.softmax_cross_entropy(arr(arr(1.0, 0.0), arr(0.0, 1.0)))
+        >>> round(loss[0], 4)                 # (ln 2 + 2000) / 2
+        1000.3466
+        >>> loss.backward()
+        >>> logits.gradient()                 # (p - t) / 2
+        Array(dimensions=(2, 2), values=[-0.25, 0.25, 0.5, -0.5])
+        """
+        if isinstance(target, np.ndarray):
+            target = to_values(target, None, self._values.dtype)
+        elif not isinstance(target, Array):
+            raise TypeError(
+                f"softmax_cross_entropy: the target must be an Array or a numpy array, got {type(target).__name__}"
+            )
+        return _apply("softmax_cross_entropy", (self, target))
+
     def sum(self, skip_count: int = 1) -> "Array":
         """Sum over the last ``skip_count`` dimensions, leaving one dimension of 1.
 

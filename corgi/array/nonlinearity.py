@@ -47,3 +47,42 @@ def softmax(x):
     shifted = np.exp(x - x.max(axis=-1, keepdims=True))
     out = shifted / shifted.sum(axis=-1, keepdims=True)
     return out, out
+
+
+# ln s = (x - max x) - ln sum e^(x - max x) over the last axis: exact where s itself underflows
+# to 0; d ln s = g - s * sum(g) along that axis, with s = e^(ln s)
+@register("log_softmax", lambda g, out: g - np.exp(out) * g.sum(axis=-1, keepdims=True))
+def log_softmax(x):
+    out = _log_softmax(x)
+    return out, out
+
+
+def _log_softmax(x):
+    shifted = x - x.max(axis=-1, keepdims=True)
+    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+
+
+def _cross_entropy_logits(g, saved):
+    log_p, target, scale = saved
+    return (g * scale) * (np.exp(log_p) * target.sum(axis=-1, keepdims=True) - target)
+
+
+def _cross_entropy_target(g, saved):
+    log_p, target, scale = saved
+    return (g * -scale) * log_p
+
+
+# Fused for speed and for exactness at saturation (composing it is log_softmax, mul, sum):
+# L = -sum(t ln s) / batch with ln s = log_softmax(z) and batch = the first dimension of a 2-D or
+# larger z; dz = (s sum(t) - t) / batch along the last axis, i.e. (s - t) / batch for one-hot
+# rows; dt = -ln s / batch
+@register("softmax_cross_entropy", _cross_entropy_logits, _cross_entropy_target)
+def softmax_cross_entropy(z, target):
+    if target.shape != z.shape and np.broadcast_shapes(z.shape, target.shape) != z.shape:
+        raise ValueError(
+            f"softmax_cross_entropy: a target of dimensions {target.shape} does not match logits of {z.shape}"
+        )
+    log_p = _log_softmax(z)
+    scale = 1.0 / (z.shape[0] if z.ndim >= 2 else 1)
+    loss = np.multiply(target, log_p).sum() * -scale
+    return loss.reshape(1), (log_p, target, scale), 4 * z.size
