@@ -93,29 +93,46 @@ def losses(rec):
     return [res(rec, "first_loss"), res(rec, "last_loss")] if ok(rec) else None
 
 
+def round_times(rec, key):
+    """The per-round values of a result (one value when the row ran once)."""
+    if not ok(rec):
+        return []
+    return [r.get(key) for r in rec.get("rounds", [rec["results"]])]
+
+
+def best_by_round(recs, key):
+    """Per round, the best (smallest) value among ``recs``: a peer's best thread setting."""
+    per = [round_times(r, key) for r in recs if ok(r)]
+    if not per:
+        return []
+    return [min(values) for values in zip(*per)]
+
+
 def table_a(recs):
     rows = []
     for dtype in ("float32", "float64"):
         group = [r for r in recs if r["group"] == dtype]
-        best = {}
+        best, rounds = {}, {}
         for peer in PEER_ORDER:
             times = [res(r, "ms_per_step") for r in group if r["peer"] == peer]
             times = [t for t in times if t is not None]
             best[peer] = min(times) if times else None
+            rounds[peer] = best_by_round([r for r in group if r["peer"] == peer], "ms_per_step")
         ref = first(group, peer="numpy", threads_setting=1)
         for peer in PEER_ORDER:
             t1 = first(group, peer=peer, threads_setting=1)
             t2 = first(group, peer=peer, threads_setting=2)
             if not (ok(t1) or ok(t2)):
-                rows.append([peer, dtype, status_cell(t1), status_cell(t2), "-", "-", "-", "-"])
+                rows.append([peer, dtype, status_cell(t1), status_cell(t2), "-", "-", "-", "-", "-"])
                 continue
             rtol = 1e-4 if dtype == "float32" else 1e-9
+            each = " ".join(ratio(t, n) for t, n in zip(rounds[peer], rounds["numpy"])) or "-"
             rows.append([peer, dtype, num(res(t1, "ms_per_step")), num(res(t2, "ms_per_step")),
-                         num(best[peer]), ratio(best[peer], best["numpy"]),
+                         num(best[peer]), ratio(best[peer], best["numpy"]), each,
                          ratio(best[peer], best["torch"]),
                          agree(losses(t1 if ok(t1) else t2), losses(ref), rtol)])
-    head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy", "x torch",
-            "loss check"]
+    head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy",
+            "x numpy by round", "x torch", "loss check"]
     return table(head, rows)
 
 
@@ -184,6 +201,13 @@ TITLES = {
 RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d}
 
 
+def rounds_note(recs):
+    counts = {len(r.get("rounds", [None])) for r in recs if ok(r)}
+    if counts and max(counts) > 1:
+        return f"\nEach row: median of {max(counts)} interleaved rounds, one fresh process per round."
+    return None
+
+
 def render(results, machine, quick=False):
     v = machine["versions"]
     out = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, "
@@ -199,6 +223,9 @@ def render(results, machine, quick=False):
         if not recs:
             continue
         out += ["", f"### {TITLES[key]}", "", RENDER[key](recs)]
+        note = rounds_note(recs)
+        if note:
+            out.append(note)
         if key == "c":
             p = recs[0].get("params") or {}
             if p:

@@ -3,15 +3,22 @@
     python -m benchmarks.run                 # everything (about 10 minutes)
     python -m benchmarks.run --quick         # smoke run, small sizes
     python -m benchmarks.run --only a,c --json results.json
+    python -m benchmarks.run --only a --rounds 5      # more rounds of the short workloads
 
 Every (workload, peer, setting) runs in its own child process
 (`python -m benchmarks.workloads.<peer> <workload> ...`), so thread settings
 are fixed before any library loads, one peer's memory or imports cannot
 affect another's, and a broken peer becomes a row saying so.
+
+The short workloads, (a) and (b), run in rounds: every row once per round,
+round after round, and each row reports the median over its rounds. This
+machine's speed drifts by tens of percent over minutes; rows measured one
+after the other would compare moments, not peers.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -24,6 +31,7 @@ MODULES = {"numpy": "floor", "torch": "torch_peer", "autograd": "autograd_peer",
            "corgi": "corgi_peer"}
 PEERS = tuple(MODULES)
 WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long"}
+ROUNDED = ("a", "b")  # workloads run in interleaved rounds
 CHILD_TIMEOUT_S = 900
 
 
@@ -115,29 +123,58 @@ def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S):
     return record
 
 
+def merge_rounds(records):
+    """One record from a row's rounds: each numeric result is the median over
+    the rounds (the per-round values are kept in ``rounds``); a row with a
+    failed round reports that failure."""
+    failed = [r for r in records if r.get("status") != "ok"]
+    if failed or len(records) == 1:
+        return dict(failed[0] if failed else records[0])
+    merged = dict(records[0])
+    results = dict(merged["results"])
+    for name, value in results.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            results[name] = statistics.median(r["results"][name] for r in records)
+    merged["results"] = results
+    merged["rounds"] = [r["results"] for r in records]
+    return merged
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats")
     ap.add_argument("--only", default="a,b,c,d", help="workloads to run, e.g. a,c")
     ap.add_argument("--json", metavar="PATH", help="save the raw records here")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="interleaved rounds of the short workloads (a, b); default 3")
     args = ap.parse_args(argv)
     only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = [k for k in only if k not in WORKLOADS]
     if unknown:
         ap.error(f"unknown workload(s) {unknown}; choose from {','.join(WORKLOADS)}")
+    if args.rounds < 1:
+        ap.error(f"--rounds must be at least 1, got {args.rounds}")
 
     machine = report.machine_info()
     machine["load_before"] = os.getloadavg()
     jobs = plan(only, args.quick)
-    results = []
+    rounds = 1 if args.quick else args.rounds
+    schedule = [(job, r) for r in range(rounds) for job in jobs if job.key in ROUNDED]
+    schedule += [(job, 0) for job in jobs if job.key not in ROUNDED]
+    runs = {id(job): [] for job in jobs}
     t_start = time.perf_counter()
-    for i, job in enumerate(jobs, 1):
-        print(f"[{i}/{len(jobs)}] {job.key} {job.label} {job.group} threads={job.threads} ...",
+    for i, (job, r) in enumerate(schedule, 1):
+        print(f"[{i}/{len(schedule)}] {job.key} {job.label} {job.group} threads={job.threads}"
+              f"{f' round {r + 1}' if job.key in ROUNDED and rounds > 1 else ''} ...",
               end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         rec = run_child(job.peer, WORKLOADS[job.key], job.options, job.threads)
-        rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads)
         print(f"{rec['status']} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
+        runs[id(job)].append(rec)
+    results = []
+    for job in jobs:
+        rec = merge_rounds(runs[id(job)])
+        rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads)
         results.append(rec)
     machine["load_after"] = os.getloadavg()
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)

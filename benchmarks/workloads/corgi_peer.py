@@ -18,21 +18,27 @@ def load(args):
 
 
 def _cross_entropy(corgi):
-    """The library's own cost when it exists, else the same loss composed
-    from primitive ops: mean over the batch of -sum(target * ln p)."""
+    """The loss and whether it takes logits: corgi's fused cost on logits
+    when the library has it (as the PyTorch peer uses F.cross_entropy on
+    logits), else its cost on softmax probabilities, else the same loss
+    composed from primitive ops: mean over the batch of -sum(target * ln p)."""
     try:
         import corgi.cost
     except ImportError:
         pass
-    cost = getattr(getattr(corgi, "cost", None), "make_cross_entropy", None)
+    costs = getattr(corgi, "cost", None)
+    fused = getattr(costs, "make_softmax_cross_entropy", None)
+    if fused is not None:
+        return "corgi.cost.make_softmax_cross_entropy (logits)", fused(), True
+    cost = getattr(costs, "make_cross_entropy", None)
     if cost is not None:
-        return "corgi.cost.make_cross_entropy", cost()
+        return "corgi.cost.make_cross_entropy (softmax probabilities)", cost(), False
 
     def composed(p, target):
         batch = target.dimensions[0]
         return (target * p.ln()).sum(2) * (-1.0 / batch)
 
-    return "composed -(t * p.ln()).sum(2) / batch", composed
+    return "composed -(t * p.ln()).sum(2) / batch", composed, False
 
 
 def mlp(corgi, args):
@@ -40,7 +46,7 @@ def mlp(corgi, args):
     from corgi.optimizer import GradientDescent
 
     dtype = np.dtype(args.dtype).type
-    loss_name, cost = _cross_entropy(corgi)
+    loss_name, cost, on_logits = _cross_entropy(corgi)
     seen = {}
 
     def make_step(x, labels, t, params, lr):
@@ -51,8 +57,8 @@ def mlp(corgi, args):
         def step():
             w1, b1, w2, b2 = ps
             h = Array.matmul((xa, False), (w1, False), b1).relu()
-            p = Array.matmul((h, False), (w2, False), b2).softmax()
-            loss = cost(p, ta)
+            z = Array.matmul((h, False), (w2, False), b2)
+            loss = cost(z if on_logits else z.softmax(), ta)
             loss.backward()
             # Values are immutable: corgi's optimizer makes new parameter arrays.
             ps[:] = optimizer.update(ps)
