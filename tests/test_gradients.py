@@ -179,6 +179,21 @@ def test_softmax_extreme_spread():
     check(lambda a: a.softmax(), x)
 
 
+@SWEEP
+@given(st.integers(1, 300), st.integers(1, 40), st.integers(1, 3), seeds, st.booleans())
+def test_row_max_matches_numpy(rows, k, lead, seed, special):
+    # the softmax family's fast row maximum (a transposed copy for many short rows)
+    from corgi.array.nonlinearity import _row_max
+
+    x = np.random.default_rng(seed).standard_normal((lead, rows, k))
+    if special:
+        x[0, 0, 0], x[-1, -1, -1] = np.nan, np.inf
+    expected = x.max(axis=-1, keepdims=True)
+    for values in (x, x[0], x.astype(np.float32)):
+        assert np.array_equal(_row_max(values), values.max(axis=-1, keepdims=True), equal_nan=True)
+    assert _row_max(x).shape == expected.shape
+
+
 @covers("log_softmax")
 @SWEEP
 @given(shapes, seeds, st.sampled_from([0.0, 30.0, -500.0, 1e4]))

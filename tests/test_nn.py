@@ -343,6 +343,34 @@ def test_update_keeps_the_dtype():
     assert GradientDescent(0.1).update([w])[0].dtype == np.float32
 
 
+def test_a_step_that_changes_the_dimensions_is_refused():
+    from corgi.optimizer.base import Optimizer
+
+    class Flatten(Optimizer):
+        def step(self, position, value, gradient):
+            return value.reshape(-1)
+
+    w = Array([[1.0, 2.0]]).tracked()
+    (w * w).backward()
+    with pytest.raises(ValueError, match="Flatten.step: parameter 0 has dimensions \\(1, 2\\), but its new value has \\(2,\\)"):
+        Flatten().update([w])
+    assert w.gradient() is not None  # nothing was cleared
+
+
+def test_a_step_may_return_another_float_type_or_a_list():
+    from corgi.optimizer.base import Optimizer
+
+    class Widen(Optimizer):
+        def step(self, position, value, gradient):
+            return value.astype(np.float64) if position == 0 else (value - gradient).tolist()
+
+    a, b = Array([1.0], dtype="float32").tracked(), arr(3.0, 4.0).tracked()
+    (a.sum() + b.sum()).backward()
+    new_a, new_b = Widen().update([a, b])
+    assert new_a.dtype == np.float32 and new_a == Array([1.0], dtype="float32")  # the parameter's dtype is kept
+    assert new_b == arr(2.0, 3.0) and new_b.is_tracked
+
+
 def test_stateful_optimizers_check_the_parameter_order():
     optimizer = Momentum(0.1)
     a, b = arr(1.0).tracked(), arr(1.0, 2.0).tracked()

@@ -33,7 +33,7 @@ def _as_matrix(x, transpose, column):
     """A 1-D operand as a row (1, k), or a column (k, 1) when ``column``; then transpose."""
     if x.ndim == 1:
         x = x[:, None] if column else x[None, :]
-    return np.swapaxes(x, -1, -2) if transpose else x
+    return x.swapaxes(-1, -2) if transpose else x
 
 
 class _Product(NamedTuple):
@@ -48,29 +48,40 @@ class _Product(NamedTuple):
     b_is_vector: bool
 
 
+# (``x.swapaxes`` and ``@`` rather than ``np.swapaxes`` and ``np.matmul``: the same
+# operations, without a microsecond of Python-level dispatch each)
+
+
 def _grad_a(g, p: _Product):
-    d = np.matmul(g.reshape(p.shape), np.swapaxes(p.right, -1, -2))
-    d = np.swapaxes(d, -1, -2) if p.transpose_a else d
+    if g.shape != p.shape:
+        g = g.reshape(p.shape)
+    d = g @ p.right.swapaxes(-1, -2)
+    d = d.swapaxes(-1, -2) if p.transpose_a else d
     return d.reshape(d.shape[:-2] + (-1,)) if p.a_is_vector else d
 
 
 def _grad_b(g, p: _Product):
-    d = np.matmul(np.swapaxes(p.left, -1, -2), g.reshape(p.shape))
-    d = np.swapaxes(d, -1, -2) if p.transpose_b else d
+    if g.shape != p.shape:
+        g = g.reshape(p.shape)
+    d = p.left.swapaxes(-1, -2) @ g
+    d = d.swapaxes(-1, -2) if p.transpose_b else d
     return d.reshape(d.shape[:-2] + (-1,)) if p.b_is_vector else d
 
 
 def _grad_c(g, p: _Product):
-    return g.reshape(p.shape)
+    return g if g.shape == p.shape else g.reshape(p.shape)
 
 
 # Y = A' B' + C with A' = A or A^T, B' = B or B^T (batched, broadcast over leading axes);
 # dA' = G B'^T, dB' = A'^T G, dC = G; a transposed operand gets the transposed delta.
 @register("matmul", _grad_a, _grad_b, _grad_c)
 def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
-    if a.ndim == 0 or b.ndim == 0:
+    if a.ndim >= 2 and b.ndim >= 2:  # matrices, or stacks of them: the common case
+        left = a.swapaxes(-1, -2) if transpose_a else a
+        right = b.swapaxes(-1, -2) if transpose_b else b
+    elif a.ndim == 0 or b.ndim == 0:
         raise ValueError(f"matmul: operands need at least one dimension, got {a.shape} and {b.shape}")
-    if vectors == "numpy":
+    elif vectors == "numpy":
         # numpy.matmul: a 1-D left operand is a row, a 1-D right operand a column
         left, right = _as_matrix(a, transpose_a, False), _as_matrix(b, transpose_b, True)
     else:
@@ -85,7 +96,7 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
             f"and {b.shape}{' transposed' if transpose_b else ''}"
         )
     try:
-        out = np.matmul(left, right)
+        out = left @ right
     except ValueError:
         raise ValueError(f"matmul: leading dimensions do not broadcast: {a.shape} and {b.shape}") from None
     shape = out.shape
@@ -94,7 +105,7 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
         # are then the delta of the result as it is; the product is fresh, so c adds in place
         try:
             if c.dtype == out.dtype or np.result_type(out, c) == out.dtype:
-                np.add(out, c, out=out)
+                out += c
             else:
                 out = np.add(out, c)
                 if out.shape != shape:

@@ -36,9 +36,24 @@ def dimensions_of(dimensions: Dimensions, where: str) -> tuple[int, ...]:
     return shape
 
 
+# The dtypes an Array holds, as numpy dtype instances (byte order native).
+_KEPT = (np.dtype(np.float32), np.dtype(np.float64))
+
+
 def to_values(
     values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType], copy: bool = True
 ) -> np.ndarray:
+    # The common case first (an optimizer's new values, a float array of the right type):
+    # nothing to check but its type, shape and size.
+    if (
+        type(values) is np.ndarray
+        and dimensions is None
+        and (dtype is None or dtype is values.dtype)
+        and values.dtype in _KEPT
+        and values.ndim
+        and values.size
+    ):
+        return values.copy() if copy else values
     if dtype is None and isinstance(values, np.ndarray) and values.dtype.kind == "f":
         target = float_type(values.dtype, "Array")
     else:

@@ -54,18 +54,29 @@ class Optimizer:
         >>> new_w, new_b is b, w.gradient()
         (Array(dimensions=(1,), values=[-0.5], tracked), True, None)
         """
-        name = f"{type(self).__name__}.update"
         updated = []
+        step = self.step
         for position, parameter in enumerate(parameters):
             if not isinstance(parameter, Array):
-                raise TypeError(f"{name}: parameter {position} must be an Array, got {type(parameter).__name__}")
+                raise TypeError(
+                    f"{type(self).__name__}.update: parameter {position} must be an Array, "
+                    f"got {type(parameter).__name__}"
+                )
             gradient = parameter.gradient()
             if gradient is None:
                 updated.append(parameter)
                 continue
-            value = self.step(position, parameter.numpy(), gradient.numpy())
+            values = parameter.numpy()
+            value = step(position, values, gradient.numpy())
+            if np.shape(value) != values.shape:
+                raise ValueError(
+                    f"{type(self).__name__}.step: parameter {position} has dimensions {values.shape}, "
+                    f"but its new value has {np.shape(value)}"
+                )
             # the step made ``value`` and nothing else holds it: no copy needed
-            updated.append(Array(value, dtype=parameter.dtype, copy=False).tracked())
+            new = Array(value, dtype=values.dtype, copy=False)
+            new.start_tracking()
+            updated.append(new)
             parameter.clear_gradient()
         return updated
 
