@@ -6,6 +6,7 @@ so a fast but wrong peer cannot go unnoticed.
 """
 import os
 import platform
+import statistics
 from importlib import metadata
 
 PEER_ORDER = ("numpy", "torch", "autograd", "corgi")
@@ -126,9 +127,14 @@ def table_a(recs):
                 rows.append([peer, dtype, status_cell(t1), status_cell(t2), "-", "-", "-", "-", "-"])
                 continue
             rtol = 1e-4 if dtype == "float32" else 1e-9
-            each = " ".join(ratio(t, n) for t, n in zip(rounds[peer], rounds["numpy"])) or "-"
+            per_round = [t / n for t, n in zip(rounds[peer], rounds["numpy"]) if t and n]
+            each = " ".join(f"{r:.2f}x" for r in per_round) or "-"
+            # with rounds, the ratio is the median of each round's own ratio: the peers
+            # of one round ran minutes closer together than the same peer across rounds
+            overall = (f"{statistics.median(per_round):.2f}x" if len(per_round) > 1
+                       else ratio(best[peer], best["numpy"]))
             rows.append([peer, dtype, num(res(t1, "ms_per_step")), num(res(t2, "ms_per_step")),
-                         num(best[peer]), ratio(best[peer], best["numpy"]), each,
+                         num(best[peer]), overall, each,
                          ratio(best[peer], best["torch"]),
                          agree(losses(t1 if ok(t1) else t2), losses(ref), rtol)])
     head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy",

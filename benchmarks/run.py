@@ -33,6 +33,13 @@ PEERS = tuple(MODULES)
 WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long"}
 ROUNDED = ("a", "b")  # workloads run in interleaved rounds
 CHILD_TIMEOUT_S = 900
+# glibc malloc, pinned alike for every peer. By default it serves big blocks
+# (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
+# and trims the heap by heuristics that depend on each process's history: the
+# same numpy step then took 1.4 ms in one process and 1.9 ms in the next, with
+# 250 page faults a step. Fixed thresholds keep freed blocks for reuse, so the
+# table compares the libraries rather than the allocator's luck.
+MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
 @dataclass
@@ -63,9 +70,11 @@ def plan(only, quick):
     s = sizes(quick)
     jobs = []
     if "a" in only:
+        # peers side by side within each setting: rows compared with each other run
+        # seconds apart, not minutes
         for dtype in ("float32", "float64"):
-            for peer in PEERS:
-                for threads in (1, 2):
+            for threads in (1, 2):
+                for peer in PEERS:
                     jobs.append(Job("a", peer, peer, s["a"] + ["--dtype", dtype],
                                     threads, dtype))
     if "b" in only:
@@ -99,6 +108,7 @@ def child_env(threads):
     env = dict(os.environ)
     for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = str(threads)
+    env.update(MALLOC_ENV)
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
     return env
 

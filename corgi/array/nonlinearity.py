@@ -71,12 +71,19 @@ def _row_max(x):
 
 def _log_softmax(x):
     shifted = x - _row_max(x)
-    return shifted - np.log(np.exp(shifted).sum(axis=-1, keepdims=True))
+    log_total = np.exp(shifted).sum(axis=-1, keepdims=True)
+    np.log(log_total, out=log_total)
+    shifted -= log_total  # fresh: in place
+    return shifted
 
 
 def _cross_entropy_logits(g, saved):
     log_p, target, scale = saved
-    return (g * scale) * (np.exp(log_p) * target.sum(axis=-1, keepdims=True) - target)
+    delta = np.exp(log_p)  # the softmax; fresh, so the rest works in place
+    delta *= target.sum(axis=-1, keepdims=True)
+    delta -= target
+    delta *= float(g[0]) * scale  # g: the delta of the one-value loss
+    return delta
 
 
 def _cross_entropy_target(g, saved):

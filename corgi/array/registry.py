@@ -71,6 +71,8 @@ def sum_to(delta: np.ndarray, shape: tuple[int, ...], where: str = "backward") -
     """
     if delta.shape == shape:
         return delta
+    if delta.shape[1:] == shape:  # one leading axis added: a bias over a batch
+        return delta.sum(axis=0)
     lead = delta.ndim - len(shape)
     if lead < 0:
         raise ValueError(f"{where}: a delta of dimensions {delta.shape} can't be summed down to {shape}")

@@ -68,7 +68,7 @@ class Optimizer:
                 continue
             values = parameter.numpy()
             value = step(position, values, gradient.numpy())
-            if np.shape(value) != values.shape:
+            if (value.shape if type(value) is np.ndarray else np.shape(value)) != values.shape:
                 raise ValueError(
                     f"{type(self).__name__}.step: parameter {position} has dimensions {values.shape}, "
                     f"but its new value has {np.shape(value)}"
