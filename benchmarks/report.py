@@ -6,7 +6,6 @@ so a fast but wrong peer cannot go unnoticed.
 """
 import os
 import platform
-import statistics
 from importlib import metadata
 
 PEER_ORDER = ("numpy", "torch", "autograd", "corgi")
@@ -101,56 +100,26 @@ def round_times(rec, key):
     return [r.get(key) for r in rec.get("rounds", [rec["results"]])]
 
 
-def median_or_none(values):
-    values = [v for v in values if v is not None]
-    return statistics.median(values) if values else None
-
-
-# A round's 2-thread rows count only if numpy's own 2-thread step was clearly
-# faster than its 1-thread step in that round. On this machine the second core
-# is sometimes taken by the host for minutes (numpy's 2-thread f32 step then
-# takes 1.44 ms instead of 0.73, slower than on one thread); a 2-thread row
-# from such a round measures the host, and it hits peers unevenly.
-TWO_THREADS_MUST_BEAT = 0.9
-
-
-def usable_rounds(group):
-    """Indices of the rounds whose 2-thread rows count, and the round count."""
-    one = round_times(first(group, peer="numpy", threads_setting=1), "ms_per_step")
-    two = round_times(first(group, peer="numpy", threads_setting=2), "ms_per_step")
-    count = max((len(round_times(r, "ms_per_step")) for r in group), default=0)
-    usable = [i for i, (a, b) in enumerate(zip(one, two)) if a and b and b < TWO_THREADS_MUST_BEAT * a]
-    return usable, count
-
-
 def table_a(recs):
     rows, notes = [], []
     for dtype in ("float32", "float64"):
         group = [r for r in recs if r["group"] == dtype]
-        usable, count = usable_rounds(group)
-        if count > 1 and len(usable) < count:
-            kept = ", ".join(str(i + 1) for i in usable) or "none"
-            notes.append(f"{dtype}: 2-thread rows from rounds {kept} of {count} (in the others numpy's "
-                         "2-thread step was no faster than its 1-thread one: the second core was busy)"
-                         + ("; all rounds shown, so 2-thread figures are unreliable" if not usable else ""))
-        keep = set(usable) if usable else set(range(count))
-
-        def per_round(peer, threads):
-            times = round_times(first(group, peer=peer, threads_setting=threads), "ms_per_step")
-            return [t if threads == 1 or i in keep else None for i, t in enumerate(times)]
 
         def setting(peer, threads):
-            return median_or_none(per_round(peer, threads))
+            return res(first(group, peer=peer, threads_setting=threads), "ms_per_step")
+
+        def fastest(peer):
+            return min((t for t in (setting(peer, 1), setting(peer, 2)) if t is not None), default=None)
 
         def best_each_round(peer):
-            one, two = per_round(peer, 1), per_round(peer, 2)
-            two += [None] * (len(one) - len(two))
-            one += [None] * (len(two) - len(one))
-            return [min((t for t in pair if t is not None), default=None) for pair in zip(one, two)]
+            per = [round_times(first(group, peer=peer, threads_setting=k), "ms_per_step") for k in (1, 2)]
+            per = [times for times in per if times]
+            return [min(pair) for pair in zip(*per)] if per else []
 
-        best = {peer: best_each_round(peer) for peer in PEER_ORDER}
-        fastest_numpy = min((t for t in (setting("numpy", 1), setting("numpy", 2)) if t is not None),
-                            default=None)
+        one, two = setting("numpy", 1), setting("numpy", 2)
+        if one and two and two > 0.9 * one:
+            notes.append(f"{dtype}: numpy's 2-thread step was not clearly faster than its 1-thread one "
+                         "in any round: the second core was busy, so 2-thread figures are unreliable")
         ref = first(group, peer="numpy", threads_setting=1)
         for peer in PEER_ORDER:
             t1 = first(group, peer=peer, threads_setting=1)
@@ -160,12 +129,11 @@ def table_a(recs):
                 continue
             rtol = 1e-4 if dtype == "float32" else 1e-9
             # each round's own ratio (best setting against best setting) shows the spread
-            ratios = [t / n for t, n in zip(best[peer], best["numpy"]) if t and n]
-            each = " ".join(f"{r:.2f}x" for r in ratios) if len(ratios) > 1 else ""
-            fastest = min((t for t in (setting(peer, 1), setting(peer, 2)) if t is not None), default=None)
+            ratios = [t / n for t, n in zip(best_each_round(peer), best_each_round("numpy")) if t and n]
+            each = " ".join(f"{r:.2f}x" for r in ratios) if len(ratios) > 1 else "-"
             versus_torch = " / ".join(ratio(setting(peer, k), setting("torch", k)) for k in (1, 2))
-            rows.append([peer, dtype, num(setting(peer, 1)), num(setting(peer, 2)), num(fastest),
-                         ratio(fastest, fastest_numpy), each or "-", versus_torch,
+            rows.append([peer, dtype, num(setting(peer, 1)), num(setting(peer, 2)), num(fastest(peer)),
+                         ratio(fastest(peer), fastest("numpy")), each, versus_torch,
                          agree(losses(t1 if ok(t1) else t2), losses(ref), rtol)])
     head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy",
             "x numpy by round", "x torch (1 / 2 threads)", "loss check"]
@@ -240,7 +208,8 @@ RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d}
 def rounds_note(recs):
     counts = {len(r.get("rounds", [None])) for r in recs if ok(r)}
     if counts and max(counts) > 1:
-        return f"\nEach row: median of {max(counts)} interleaved rounds, one fresh process per round."
+        return (f"\nEach row: the fastest of {max(counts)} interleaved rounds (a fresh process each, "
+                "itself a median over many repeats).")
     return None
 
 

@@ -11,14 +11,13 @@ are fixed before any library loads, one peer's memory or imports cannot
 affect another's, and a broken peer becomes a row saying so.
 
 The short workloads, (a) and (b), run in rounds: every row once per round,
-round after round, and each row reports the median over its rounds. This
-machine's speed drifts by tens of percent over minutes; rows measured one
-after the other would compare moments, not peers.
+round after round, and each row reports its fastest round. This machine's
+speed drifts by tens of percent over minutes; rows measured once, one after
+the other, would compare moments, not peers.
 """
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import time
@@ -36,9 +35,10 @@ CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer. By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
 # and trims the heap by heuristics that depend on each process's history: the
-# same numpy step then took 1.4 ms in one process and 1.9 ms in the next, with
-# 250 page faults a step. Fixed thresholds keep freed blocks for reuse, so the
-# table compares the libraries rather than the allocator's luck.
+# same numpy step then took 1.4 ms in one process and 1.7-1.9 ms in others,
+# which paid about 250 page faults a step. Fixed thresholds keep freed blocks
+# for reuse, so the table compares the libraries rather than the allocator's
+# luck.
 MALLOC_ENV = {"MALLOC_MMAP_THRESHOLD_": str(64 << 20), "MALLOC_TRIM_THRESHOLD_": str(256 << 20)}
 
 
@@ -134,9 +134,14 @@ def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S):
 
 
 def merge_rounds(records):
-    """One record from a row's rounds: each numeric result is the median over
+    """One record from a row's rounds: each numeric result is the smallest over
     the rounds (the per-round values are kept in ``rounds``); a row with a
-    failed round reports that failure."""
+    failed round reports that failure.
+
+    The smallest, not the median: what slows a round down here is the host
+    (another tenant on the second core, for seconds to minutes at a time),
+    which only ever adds time, so the fastest round is the one least
+    disturbed. Each round's value is itself a median over many repeats."""
     failed = [r for r in records if r.get("status") != "ok"]
     if failed or len(records) == 1:
         return dict(failed[0] if failed else records[0])
@@ -144,7 +149,7 @@ def merge_rounds(records):
     results = dict(merged["results"])
     for name, value in results.items():
         if isinstance(value, (int, float)) and not isinstance(value, bool):
-            results[name] = statistics.median(r["results"][name] for r in records)
+            results[name] = min(r["results"][name] for r in records)
     merged["results"] = results
     merged["rounds"] = [r["results"] for r in records]
     return merged

@@ -352,7 +352,7 @@ def test_a_step_that_changes_the_dimensions_is_refused():
 
     w = Array([[1.0, 2.0]]).tracked()
     (w * w).backward()
-    with pytest.raises(ValueError, match="Flatten.step: parameter 0 has dimensions \\(1, 2\\), but its new value has \\(2,\\)"):
+    with pytest.raises(ValueError, match="Flatten.update: parameter 0 has dimensions \\(1, 2\\), but its new value has \\(2,\\)"):
         Flatten().update([w])
     assert w.gradient() is not None  # nothing was cleared
 

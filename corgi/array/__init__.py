@@ -1,6 +1,7 @@
 """Arrays and their primitives; the only package that imports the engine."""
 
 from .core import Array, allclose, arr
+from .parameters import step_parameters
 from .registry import PRIMITIVES
 
-__all__ = ["Array", "arr", "allclose", "PRIMITIVES"]
+__all__ = ["Array", "arr", "allclose", "step_parameters", "PRIMITIVES"]

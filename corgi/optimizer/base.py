@@ -7,7 +7,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..array import Array
+from ..array import Array, step_parameters
 
 
 class Optimizer:
@@ -54,31 +54,7 @@ class Optimizer:
         >>> new_w, new_b is b, w.gradient()
         (Array(dimensions=(1,), values=[-0.5], tracked), True, None)
         """
-        updated = []
-        step = self.step
-        for position, parameter in enumerate(parameters):
-            if not isinstance(parameter, Array):
-                raise TypeError(
-                    f"{type(self).__name__}.update: parameter {position} must be an Array, "
-                    f"got {type(parameter).__name__}"
-                )
-            gradient = parameter.gradient()
-            if gradient is None:
-                updated.append(parameter)
-                continue
-            values = parameter.numpy()
-            value = step(position, values, gradient.numpy())
-            if (value.shape if type(value) is np.ndarray else np.shape(value)) != values.shape:
-                raise ValueError(
-                    f"{type(self).__name__}.step: parameter {position} has dimensions {values.shape}, "
-                    f"but its new value has {np.shape(value)}"
-                )
-            # the step made ``value`` and nothing else holds it: no copy needed
-            new = Array(value, dtype=values.dtype, copy=False)
-            new.start_tracking()
-            updated.append(new)
-            parameter.clear_gradient()
-        return updated
+        return step_parameters(parameters, self.step, f"{type(self).__name__}.update")
 
 
 def check_rate(value: object, what: str, where: str, low: float = 0.0, high: float = math.inf) -> float:
