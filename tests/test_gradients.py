@@ -194,6 +194,26 @@ def test_row_max_matches_numpy(rows, k, lead, seed, special):
     assert _row_max(x).shape == expected.shape
 
 
+@SWEEP
+@given(hnp.array_shapes(min_dims=1, max_dims=3, min_side=1, max_side=40), seeds, st.booleans())
+def test_row_sum_matches_numpy(shape, seed, one_hot):
+    # the softmax family's row sums (a product with ones)
+    from corgi.array.nonlinearity import _row_sum
+
+    rng = np.random.default_rng(seed)
+    x = np.eye(shape[-1])[rng.integers(0, shape[-1], size=shape[:-1])] if one_hot else rng.standard_normal(shape)
+    for values in (x, x.astype(np.float32), np.broadcast_to(x, (2,) + x.shape)):
+        got, expected = _row_sum(values), values.sum(axis=-1, keepdims=True)
+        assert got.shape == expected.shape and got.dtype == values.dtype
+        if one_hot:  # whole numbers: exact in any order
+            assert np.array_equal(got, expected)
+        else:
+            assert np.allclose(got, expected, rtol=1e-5 if values.dtype == np.float32 else 1e-12, atol=1e-5)
+    with np.errstate(invalid="ignore"):
+        special = np.array([[1.0, np.inf], [np.nan, 1.0], [np.inf, -np.inf]])
+        assert np.array_equal(_row_sum(special), special.sum(axis=-1, keepdims=True), equal_nan=True)
+
+
 @covers("log_softmax")
 @SWEEP
 @given(shapes, seeds, st.sampled_from([0.0, 30.0, -500.0, 1e4]))
