@@ -220,8 +220,9 @@ def render(results, machine, quick=False):
            + (" -- QUICK run (small sizes)" if quick else ""),
            f"Load average before/after: {machine['load_before'][0]:.2f} / "
            f"{machine['load_after'][0]:.2f}; wall time {machine['wall_s']} s"]
-    if max(machine["load_before"][0], machine["load_after"][0]) > 0.5 * (machine["cpus"] or 1):
-        # Other processes competed for the cores: 2-thread rows suffer most.
+    if machine["load_before"][0] > 0.5 * (machine["cpus"] or 1):
+        # Other processes competed for the cores: 2-thread rows suffer most. (Only the load
+        # before the run counts: the run's own 2-thread children raise the load after it.)
         out.append("WARNING: the machine was busy during this run; timings are noisy.")
     for key in RENDER:
         recs = [r for r in results if r["key"] == key]
