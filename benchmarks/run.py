@@ -136,6 +136,23 @@ def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S, pin_m
     return record
 
 
+def rotated(jobs, r):
+    """``jobs`` with each run of rows that are compared with each other (same
+    workload, group and thread count) rotated by ``r`` places: across rounds
+    every peer takes every slot, so a disturbance that tends to come a few
+    seconds into a run of rows does not always fall on the same peer."""
+    out, block = [], []
+    for job in jobs + [None]:
+        if block and (job is None or (job.key, job.group, job.threads)
+                      != (block[0].key, block[0].group, block[0].threads)):
+            k = r % len(block)
+            out += block[k:] + block[:k]
+            block = []
+        if job is not None:
+            block.append(job)
+    return out
+
+
 def merge_rounds(records):
     """One record from a row's rounds: each numeric result is the smallest over
     the rounds (the per-round values are kept in ``rounds``); a row with a
@@ -177,7 +194,7 @@ def main(argv=None):
     machine["load_before"] = os.getloadavg()
     jobs = plan(only, args.quick)
     rounds = 1 if args.quick else args.rounds
-    schedule = [(job, r) for r in range(rounds) for job in jobs if job.key in ROUNDED]
+    schedule = [(job, r) for r in range(rounds) for job in rotated(jobs, r) if job.key in ROUNDED]
     schedule += [(job, 0) for job in jobs if job.key not in ROUNDED]
     runs = {id(job): [] for job in jobs}
     t_start = time.perf_counter()
