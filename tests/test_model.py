@@ -7,7 +7,7 @@ import pytest
 
 from corgi import Array, GradcheckError, arr
 from corgi.activation import make_relu, make_sigmoid, make_softmax, make_tanh
-from corgi.cost import make_cross_entropy, make_mse
+from corgi.cost import make_cross_entropy, make_mse, make_softmax_cross_entropy
 from corgi.datasets import load_digits, one_hot
 from corgi.gradcheck import gradcheck_model
 from corgi.initializer import make_he
@@ -161,6 +161,27 @@ def test_readme_fully_connected_example():
         model.update()
         losses.append(loss)
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
+    assert model.accuracy(digits.test_images, digits.test_labels) > 0.9
+
+
+def test_digits_with_the_fused_cost_on_logits():
+    # the same network without a softmax layer, trained with softmax cross-entropy on its
+    # logits: the model outputs logits, and predict and accuracy read the largest one
+    digits = load_digits()
+    rng = np.random.default_rng(0)
+    initializer = make_he(rng)
+    model = Model([Dense(64, 128, initializer, make_relu()), Dense(128, 10, initializer, None)],
+                  GradientDescent(0.5), make_softmax_cross_entropy())
+    losses = []
+    for _ in range(300):
+        rows = rng.integers(0, len(digits.train_images), size=32)
+        model.forward(Array(digits.train_images[rows]))
+        losses.append(model.backward(Array(one_hot(digits.train_labels[rows]))))
+        model.update()
+    assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
+    logits = model.forward(Array(digits.test_images[:5]))
+    assert not np.allclose(logits.numpy().sum(axis=1), 1.0)  # logits, not probabilities
+    assert np.array_equal(model.predict(Array(digits.test_images[:5])), logits.numpy().argmax(axis=1))
     assert model.accuracy(digits.test_images, digits.test_labels) > 0.9
 
 
