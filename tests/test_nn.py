@@ -357,6 +357,22 @@ def test_a_step_that_changes_the_dimensions_is_refused():
     assert w.gradient() is not None  # nothing was cleared
 
 
+def test_a_step_that_raises_clears_no_gradient():
+    from corgi.optimizer.base import Optimizer
+
+    class FailsOnSecond(Optimizer):
+        def step(self, position, value, gradient):
+            if position == 1:
+                raise FloatingPointError("step 1 overflowed")
+            return value - gradient
+
+    a, b = arr(1.0).tracked(), arr(2.0).tracked()
+    (a * b).backward()
+    with pytest.raises(FloatingPointError, match="step 1 overflowed"):
+        FailsOnSecond().update([a, b])
+    assert a.gradient() == arr(2.0) and b.gradient() == arr(1.0)  # both kept for a retry
+
+
 def test_a_step_may_return_another_float_type_or_a_list():
     from corgi.optimizer.base import Optimizer
 

@@ -29,7 +29,8 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
     tracked Array of the step's result (in the parameter's dtype, and of its
     dimensions, or a ValueError naming ``where``) and its gradient is
     cleared. The step's result is used without a copy: it must be new (or
-    read-only) values that nothing writes afterwards.
+    read-only) values that nothing writes afterwards. Gradients are cleared
+    only once every step has succeeded, so a step that raises loses none.
 
     >>> from corgi import arr
     >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
@@ -39,6 +40,7 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
     (Array(dimensions=(2,), values=[-0.5, 0.5], tracked), True, None)
     """
     updated = []
+    stepped = []
     for position, parameter in enumerate(parameters):
         if type(parameter) is not Array and not isinstance(parameter, Array):
             raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
@@ -59,6 +61,8 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
         new._node = fresh
         new._tracked = True
         updated.append(new)
+        stepped.append(node)
+    for node in stepped:
         node.clear_gradient()
     return updated
 
