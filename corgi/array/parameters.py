@@ -15,7 +15,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 from .core import Array
-from .nodes import ArrayNode
 from .values import read_only, to_values
 
 Step = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
@@ -53,13 +52,8 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
         value = step(position, read_only(values), read_only(gradient))
         if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
             value = _conformed(value, values, where, position)
-        new = Array.__new__(Array)
-        new._values = value
-        fresh = ArrayNode()
-        fresh.shape = node.shape
-        fresh.dtype = node.dtype
-        new._node = fresh
-        new._tracked = True
+        new = Array._wrap(value)
+        new.start_tracking()
         updated.append(new)
         stepped.append(node)
     for node in stepped:
