@@ -121,6 +121,7 @@ def table_a(recs):
             notes.append(f"{dtype}: numpy's 2-thread step was not clearly faster than its 1-thread one "
                          "in any round: the second core was busy, so 2-thread figures are unreliable")
         ref = first(group, peer="numpy", threads_setting=1)
+        numpy_rounds, numpy_fastest = best_each_round("numpy"), fastest("numpy")
         for peer in PEER_ORDER:
             t1 = first(group, peer=peer, threads_setting=1)
             t2 = first(group, peer=peer, threads_setting=2)
@@ -129,11 +130,12 @@ def table_a(recs):
                 continue
             rtol = 1e-4 if dtype == "float32" else 1e-9
             # each round's own ratio (best setting against best setting) shows the spread
-            ratios = [t / n for t, n in zip(best_each_round(peer), best_each_round("numpy")) if t and n]
+            ratios = [t / n for t, n in zip(best_each_round(peer), numpy_rounds) if t and n]
             each = " ".join(f"{r:.2f}x" for r in ratios) if len(ratios) > 1 else "-"
             versus_torch = " / ".join(ratio(setting(peer, k), setting("torch", k)) for k in (1, 2))
-            rows.append([peer, dtype, num(setting(peer, 1)), num(setting(peer, 2)), num(fastest(peer)),
-                         ratio(fastest(peer), fastest("numpy")), each, versus_torch,
+            best = fastest(peer)
+            rows.append([peer, dtype, num(setting(peer, 1)), num(setting(peer, 2)), num(best),
+                         ratio(best, numpy_fastest), each, versus_torch,
                          agree(losses(t1 if ok(t1) else t2), losses(ref), rtol)])
     head = ["peer", "dtype", "1 thread ms", "2 threads ms", "best ms", "x numpy",
             "x numpy by round", "x torch (1 / 2 threads)", "loss check"]
