@@ -23,6 +23,8 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from .checks import whole_number
+
 __all__ = ["Dataset", "one_hot", "batches", "load_digits", "read_idx", "load_mnist"]
 
 _DIGITS_FILE = "digits.csv.gz"
@@ -85,8 +87,7 @@ def batches(
     """
     if len(images) != len(labels):
         raise ValueError(f"{len(images)} images but {len(labels)} labels")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = whole_number(batch_size, "batch_size", "batches", minimum=1)
     order = np.random.default_rng(rng).permutation(len(images))
     for start in range(0, len(order), batch_size):
         index = order[start:start + batch_size]

@@ -14,6 +14,7 @@ from typing import Callable, Sequence, Union
 import numpy as np
 
 from .array import Array
+from .checks import whole_number, whole_numbers
 from .numbers import default_float
 
 Initializer = Callable[[Sequence[int], int], Array]
@@ -39,9 +40,9 @@ def make_he(rng: Seed = None) -> Initializer:
     generator = np.random.default_rng(rng)
 
     def he(dimensions: Sequence[int], input_size: int) -> Array:
-        if not isinstance(input_size, (int, np.integer)) or input_size < 1:
-            raise ValueError(f"he initializer: input_size must be a whole number >= 1, got {input_size!r}")
-        shape = (int(dimensions),) if isinstance(dimensions, (int, np.integer)) else tuple(dimensions)
+        input_size = whole_number(input_size, "input_size", "he initializer", minimum=1)
+        shape = whole_numbers((dimensions,) if isinstance(dimensions, (int, np.integer)) else dimensions,
+                              "dimensions", "he initializer")
         values = generator.normal(0.0, np.sqrt(2.0 / input_size), size=shape)
         return Array(values, dtype=default_float())
 

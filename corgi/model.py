@@ -8,6 +8,7 @@ from typing import Sequence, Union
 import numpy as np
 
 from .array import Array
+from .checks import whole_number
 from .cost import Cost, Target
 from .layer import Layer
 from .optimizer import Optimizer
@@ -239,8 +240,7 @@ class Model:
         >>> model.predict(x).tolist(), model.predict(x, batch_size=2).tolist()
         ([0, 1, 1], [0, 1, 1])
         """
-        if not isinstance(batch_size, int) or batch_size < 1:
-            raise ValueError(f"Model.predict: batch_size must be a whole number >= 1, got {batch_size!r}")
+        batch_size = whole_number(batch_size, "batch_size", "Model.predict", minimum=1)
         values = input.numpy() if isinstance(input, Array) else np.asarray(input)
         if values.ndim == 0:
             raise ValueError("Model.predict: expects a batch of examples, got a single number")

@@ -26,6 +26,7 @@ PACKAGE = ROOT / "corgi"
 # module (or package) -> layer; the longest matching prefix wins.
 LAYERS = {
     "corgi.numbers": 0,
+    "corgi.checks": 0,
     "corgi.engine": 0,
     "corgi.array": 1,
     "corgi.activation": 2,

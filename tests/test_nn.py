@@ -412,7 +412,7 @@ def test_optimizer_arguments_are_checked():
 
 # -- layering ------------------------------------------------------------------------------
 
-RANKS = {"numbers": 0, "array": 1, "activation": 2, "cost": 2, "initializer": 2, "layer": 3,
+RANKS = {"numbers": 0, "checks": 0, "array": 1, "activation": 2, "cost": 2, "initializer": 2, "layer": 3,
          "optimizer": 3, "model": 4, "gradcheck": 4, "datasets": 5, "train": 6}
 
 

@@ -2,22 +2,17 @@
 
 from __future__ import annotations
 
-import operator
 from typing import NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
+from ..checks import whole_numbers
 from .registry import register
 
 
 def _pair(value, what, where):
-    try:
-        rows, cols = (operator.index(v) for v in value)  # 1.5 is refused, not truncated
-    except (TypeError, ValueError):
-        raise ValueError(f"{where}: {what} must be a pair of whole numbers, got {value!r}") from None
-    if rows < 1 or cols < 1:
-        raise ValueError(f"{where}: {what} must be at least (1, 1), got {value!r}")
+    rows, cols = whole_numbers(value, what, where, count=2)  # 1.5 is refused, not truncated
     return rows, cols
 
 

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import operator
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from ..checks import whole_numbers
 from ..numbers import FloatType, default_float, float_type
 
 Dimensions = Union[int, Sequence[int]]
@@ -25,12 +25,9 @@ def resolve(dtype: Optional[FloatType], where: str) -> type:
 
 
 def dimensions_of(dimensions: Dimensions, where: str) -> tuple[int, ...]:
-    if isinstance(dimensions, (int, np.integer)):
+    if isinstance(dimensions, (int, np.integer)) and not isinstance(dimensions, bool):
         dimensions = (dimensions,)
-    try:
-        shape = tuple(operator.index(d) for d in dimensions)  # 2.5 is refused, not truncated
-    except (TypeError, ValueError):
-        raise TypeError(f"{where}: dimensions must be whole numbers, got {dimensions!r}") from None
+    shape = whole_numbers(dimensions, "dimensions", where, minimum=None)  # 2.5 is refused, not truncated
     if not shape or any(d < 1 for d in shape):
         raise ValueError(f"{where}: every dimension must be at least 1, got {shape}")
     return shape

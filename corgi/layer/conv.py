@@ -6,6 +6,7 @@ from typing import Optional
 
 from ..activation import Activation
 from ..array import Array
+from ..checks import whole_numbers
 from ..initializer import Initializer
 from .base import Layer, activation_name
 
@@ -37,8 +38,8 @@ class Conv(Layer):
         initializer: Initializer,
         activation: Optional[Activation] = None,
     ) -> None:
-        self.filter_dimensions = _whole_numbers(filter_dimensions, 4, "filter_dimensions")
-        self.stride_dimensions = _whole_numbers(stride_dimensions, 2, "stride_dimensions")
+        self.filter_dimensions = whole_numbers(filter_dimensions, "filter_dimensions", "Conv", count=4)
+        self.stride_dimensions = whole_numbers(stride_dimensions, "stride_dimensions", "Conv", count=2)
         count, depth, rows, cols = self.filter_dimensions
         input_size = depth * rows * cols
         self.filters = initializer(self.filter_dimensions, input_size).tracked()
@@ -63,12 +64,3 @@ class Conv(Layer):
         suffix = "" if self.activation is None else f", activation={activation_name(self.activation)}"
         return f"Conv({self.filter_dimensions}, {self.stride_dimensions}{suffix})"
 
-
-def _whole_numbers(value: object, count: int, what: str) -> tuple[int, ...]:
-    try:
-        numbers = tuple(value)  # type: ignore[arg-type]
-    except TypeError:
-        numbers = ()
-    if len(numbers) != count or not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in numbers):
-        raise ValueError(f"Conv: {what} must be {count} whole numbers >= 1, got {value!r}")
-    return numbers

@@ -6,6 +6,7 @@ from typing import Optional
 
 from ..activation import Activation
 from ..array import Array
+from ..checks import whole_number
 from ..initializer import Initializer
 from .base import Layer, activation_name
 
@@ -39,10 +40,8 @@ class Dense(Layer):
         initializer: Initializer,
         activation: Optional[Activation] = None,
     ) -> None:
-        for what, size in (("input_size", input_size), ("output_size", output_size)):
-            if not isinstance(size, int) or isinstance(size, bool) or size < 1:
-                raise ValueError(f"Dense: {what} must be a whole number >= 1, got {size!r}")
-        self.input_size, self.output_size = input_size, output_size
+        self.input_size = whole_number(input_size, "input_size", "Dense", minimum=1)
+        self.output_size = whole_number(output_size, "output_size", "Dense", minimum=1)
         self.weights = initializer((input_size, output_size), input_size).tracked()
         self.biases = initializer((output_size,), input_size).tracked()
         self.activation = activation

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..array import Array
+from ..checks import whole_numbers
 from .base import Layer
 
 
@@ -18,14 +19,8 @@ class Pool(Layer):
     """
 
     def __init__(self, pool: tuple[int, int] = (2, 2), stride: tuple[int, int] = (2, 2)) -> None:
-        for what, pair in (("pool", pool), ("stride", stride)):
-            try:
-                ok = len(pair) == 2 and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in pair)
-            except TypeError:
-                ok = False
-            if not ok:
-                raise ValueError(f"Pool: {what} must be two whole numbers >= 1, got {pair!r}")
-        self.pool, self.stride = tuple(pool), tuple(stride)
+        self.pool = whole_numbers(pool, "pool", "Pool", count=2)
+        self.stride = whole_numbers(stride, "stride", "Pool", count=2)
 
     def forward(self, x: Array) -> Array:
         """``x.max_pool(pool, stride)``.

@@ -6,6 +6,7 @@ import math
 from typing import Sequence, Union
 
 from ..array import Array
+from ..checks import whole_numbers
 from .base import Layer
 
 
@@ -28,10 +29,11 @@ class Reshape(Layer):
     """
 
     def __init__(self, dimensions: Union[int, Sequence[int]]) -> None:
-        dims = (dimensions,) if isinstance(dimensions, int) else tuple(dimensions)
-        if not dims or not all(isinstance(d, int) and not isinstance(d, bool) and d >= 1 for d in dims):
-            raise ValueError(f"Reshape: dimensions must be whole numbers >= 1, got {dimensions!r}")
-        self.dimensions = dims
+        if isinstance(dimensions, int) and not isinstance(dimensions, bool):
+            dimensions = (dimensions,)
+        self.dimensions = dims = whole_numbers(dimensions, "dimensions", "Reshape")
+        if not dims:
+            raise ValueError("Reshape: dimensions must hold at least one whole number, got ()")
         self.size = math.prod(dims)
 
     def forward(self, x: Array) -> Array:
