@@ -13,9 +13,9 @@ True
 (True, True, True)
 """
 
-from .array import Array, allclose, arr
+from .array import Array, allclose, arr, no_grad
 from .gradcheck import GradcheckError, gradcheck, gradcheck_model
 
 __version__ = "0.9.2"
 
-__all__ = ["Array", "arr", "allclose", "gradcheck", "gradcheck_model", "GradcheckError", "__version__"]
+__all__ = ["Array", "arr", "allclose", "no_grad", "gradcheck", "gradcheck_model", "GradcheckError", "__version__"]

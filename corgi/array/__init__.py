@@ -2,6 +2,7 @@
 
 from .core import Array, allclose, arr
 from .parameters import step_parameters
+from .recording import no_grad
 from .registry import PRIMITIVES
 
-__all__ = ["Array", "arr", "allclose", "step_parameters", "PRIMITIVES"]
+__all__ = ["Array", "arr", "allclose", "no_grad", "step_parameters", "PRIMITIVES"]

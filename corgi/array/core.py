@@ -16,9 +16,11 @@ from typing import Any, Callable, Iterator, Optional, Sequence, Union
 import numpy as np
 
 from .. import engine
+from ..checks import whole_number
 from ..numbers import FloatType
 from . import arithmetic, image, linalg, nonlinearity  # noqa: F401 - they fill the registry
 from .nodes import ArrayNode, OpNode, shared
+from .recording import is_recording
 from .registry import PRIMITIVES, sum_to
 from .values import Dimensions, dimensions_of, read_only, resolve, to_values
 
@@ -493,9 +495,7 @@ class Array:
         >>> arr(arr(1, 2, 3), arr(4, 5, 6)).sum()
         Array(dimensions=(2, 1), values=[6.0, 15.0])
         """
-        if not isinstance(skip_count, int):
-            raise TypeError(f"sum: skip_count must be a whole number, got {skip_count!r}")
-        return _apply("sum", (self,), {"skip_count": skip_count})
+        return _apply("sum", (self,), {"skip_count": whole_number(skip_count, "skip_count", "sum", minimum=None)})
 
     def reshape(self, dimensions: Dimensions) -> "Array":
         """The same values in new dimensions (their product must not change).
@@ -638,7 +638,7 @@ def _apply(name: str, operands: tuple, params: Optional[dict] = None) -> Array:
         if type(operand) is Array and operand._tracked:
             inputs.append(operand._node)
             mask |= 1 << position
-    if inputs:
+    if inputs and is_recording():
         node = OpNode(tuple(inputs), None, name, result[2] if len(result) > 2 else value.size)
         node.shape = shared(value.shape)
         node.dtype = value.dtype

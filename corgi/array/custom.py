@@ -16,6 +16,7 @@ import numpy as np
 
 from .core import Array
 from .nodes import ArrayNode
+from .recording import is_recording
 
 
 def custom_op(
@@ -34,7 +35,7 @@ def custom_op(
         raise TypeError(f"{name}: forward_op must return an Array, got {type(result).__name__}")
     out = Array._wrap(result._values)
     is_tracked = [array.is_tracked for array in arrays]
-    if backward_op is None or not any(is_tracked):
+    if backward_op is None or not any(is_tracked) or not is_recording():
         return out
     tracked = [i for i, flag in enumerate(is_tracked) if flag]
     shapes = [array.dimensions for array in arrays]
