@@ -78,6 +78,7 @@ def whole_numbers(
     TypeError: Pool: pool must be a sequence of 2 whole numbers, got 3 (int)
     """
     amount = "" if count is None else f"{count} "
+    items: Optional[tuple[object, ...]]
     if isinstance(values, (str, bytes)):
         items = None
     else:
