@@ -1,0 +1,76 @@
+"""Setting gradients computed elsewhere: how an averaged gradient becomes a parameter's own.
+
+Data-parallel training (``corgi.distributed``) computes each parameter's
+gradient on every process, averages them across processes, and then needs
+the average to be the parameter's gradient, which the optimizer reads. This
+is that one step, behind the Array API, so no package above the array reaches
+into the engine's nodes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from .core import Array
+
+
+def set_gradients(
+    parameters: Sequence[Array], gradients: Sequence[np.ndarray | None], where: str = "set_gradients"
+) -> None:
+    """Make each of ``gradients`` the accumulated gradient of its parameter (``None`` clears it).
+
+    Every parameter must be a tracked Array (or one that was tracked), and
+    each gradient a numpy array of its parameter's dimensions and dtype.
+    Everything is checked before anything changes: a bad gradient is a
+    TypeError or ValueError naming ``where`` and the position, and then no
+    gradient has changed. The arrays are taken without a copy: the caller
+    hands them over and must never write them again (an Array's values,
+    gradients included, never change).
+
+    >>> from corgi import arr
+    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
+    >>> (w * 3.0).sum().backward()                   # w's gradient is 3, 3; b has none
+    >>> set_gradients([w, b], [np.array([0.5, 0.25]), np.array([1.0])])
+    >>> w.gradient(), b.gradient()
+    (Array(dimensions=(2,), values=[0.5, 0.25]), Array(dimensions=(1,), values=[1.0]))
+    >>> set_gradients([w, b], [None, np.array([1.0, 2.0])])
+    Traceback (most recent call last):
+    ...
+    ValueError: set_gradients: parameter 1 has dimensions (1,), its gradient (2,)
+    >>> w.gradient()                                 # unchanged: all or nothing
+    Array(dimensions=(2,), values=[0.5, 0.25])
+    """
+    parameters = list(parameters)
+    gradients = list(gradients)
+    if len(parameters) != len(gradients):
+        raise ValueError(f"{where}: {len(parameters)} parameters but {len(gradients)} gradients")
+    nodes = []
+    for position, (parameter, gradient) in enumerate(zip(parameters, gradients)):
+        if not isinstance(parameter, Array):
+            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+        node = parameter._node
+        if node is None:
+            raise ValueError(f"{where}: parameter {position} is not tracked, so it has no gradient to set")
+        if gradient is not None:
+            if not isinstance(gradient, np.ndarray):
+                raise TypeError(
+                    f"{where}: the gradient of parameter {position} must be a numpy array or None, "
+                    f"got {type(gradient).__name__}"
+                )
+            values = parameter._values
+            if gradient.shape != values.shape:
+                raise ValueError(
+                    f"{where}: parameter {position} has dimensions {values.shape}, its gradient {gradient.shape}"
+                )
+            if gradient.dtype != values.dtype:
+                raise ValueError(
+                    f"{where}: parameter {position} holds {values.dtype}, its gradient {gradient.dtype}"
+                )
+        nodes.append(node)
+    # Nothing below can raise: each assignment happens under the node's lock, as the
+    # engine's own commit and clear_gradient do, so no pass's commit interleaves with it.
+    for node, gradient in zip(nodes, gradients):
+        with node.lock:
+            node.gradient = gradient
