@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 
 from corgi import Array, arr
-from corgi.array import set_gradients
+from corgi.array import get_gradients, set_gradients
 from corgi.distributed import DataParallel, LocalComm, ShardedSampler
 from corgi.distributed.buckets import Reducer, plan
 from corgi.distributed.signature import Signature, first_difference
@@ -297,7 +297,7 @@ def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     reducer.gradient_ready(1, np.zeros(2))
     assert started == []
     reducer.gradient_ready(2, np.zeros(3))
-    assert started == [3, 2, 1, 3]  # buckets 0, 1, 2, then the three parameters' use counts
+    assert started == [3, 2, 1, 3]  # buckets 0, 1, 2, then the three parameters' use flags
     assert [g.tolist() for g in reducer.wait()] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]]
 
 
@@ -344,6 +344,17 @@ def test_set_gradients_checks_everything_before_changing_anything():
     assert w.gradient() is None and b.gradient() == arr(7.0)
     (w * b).sum().backward()  # a later pass adds to the set gradient
     assert b.gradient() == arr(10.0)
+
+
+def test_get_gradients_reads_them_where_they_are_read_only():
+    w, b, c = arr(1.0, 2.0).tracked(), arr(3.0).tracked(), arr(4.0)
+    (w * b).sum().backward()
+    gradients = get_gradients([w, b, c])
+    assert gradients[0].tolist() == w.gradient().numpy().tolist() == [3.0, 3.0]
+    assert gradients[1].tolist() == [3.0] and gradients[2] is None  # c was never tracked
+    with pytest.raises(ValueError, match="read-only"):
+        gradients[0][0] = 5.0
+    assert w.gradient() == arr(3.0, 3.0)
 
 
 def test_one_process_data_parallel_is_plain_training():

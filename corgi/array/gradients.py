@@ -1,10 +1,13 @@
-"""Setting gradients computed elsewhere: how an averaged gradient becomes a parameter's own.
+"""Reading and setting many parameters' gradients at once, as numpy arrays.
 
-Data-parallel training (``corgi.distributed``) computes each parameter's
-gradient on every process, averages them across processes, and then needs
-the average to be the parameter's gradient, which the optimizer reads. This
-is that one step, behind the Array API, so no package above the array reaches
-into the engine's nodes.
+Data-parallel training (``corgi.distributed``) reads every parameter's
+gradient each step, averages it across processes, and makes the average the
+parameter's gradient, which the optimizer reads. These are those two steps,
+behind the Array API, so no package above the array reaches into the
+engine's nodes. They read and write the gradients where they are, without
+the Array wrapper that ``gradient()`` builds for each one (a data-parallel
+exchange runs once per step and must add little to the allreduce it waits
+for).
 """
 
 from __future__ import annotations
@@ -14,6 +17,30 @@ from collections.abc import Sequence
 import numpy as np
 
 from .core import Array
+from .values import read_only
+
+
+def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> list[np.ndarray | None]:
+    """Each parameter's accumulated gradient as a read-only numpy array, or None where it has none.
+
+    >>> from corgi import arr
+    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
+    >>> (w * 3.0).sum().backward()                   # b is not used
+    >>> [None if g is None else g.tolist() for g in get_gradients([w, b])]
+    [[3.0, 3.0], None]
+    >>> get_gradients([w, 2.0])
+    Traceback (most recent call last):
+    ...
+    TypeError: get_gradients: parameter 1 must be an Array, got float
+    """
+    found: list[np.ndarray | None] = []
+    for position, parameter in enumerate(parameters):
+        if not isinstance(parameter, Array):
+            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+        node = parameter._node
+        gradient = None if node is None else node.gradient
+        found.append(None if gradient is None else read_only(gradient))
+    return found
 
 
 def set_gradients(

@@ -86,29 +86,41 @@ class Bucket:
         self.dtype = dtype
         self.size = sum(slot.size for slot in slots)
         self.send = np.zeros(self.size, dtype=dtype)  # made once, reused every step
+        # each slot's place in the send buffer, shaped like its parameter, made once
+        self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
         self.pending = len(slots)
         self.source: np.ndarray = self.send
         self.receive: np.ndarray | None = None
 
-    def put(self, slot: Slot, gradient: np.ndarray | None, where: str) -> None:
-        """Take one parameter's gradient for this step (None: it has none on this rank)."""
-        if gradient is not None and (gradient.shape != slot.shape or gradient.dtype != self.dtype):
+    def put(self, member: int, gradient: np.ndarray | None, where: str) -> None:
+        """Take this step's gradient of the bucket's ``member``-th slot (None: none on this rank)."""
+        slot = self.slots[member]
+        if gradient is None:
+            self.regions[member].fill(0)
+            self.source = self.send
+            return
+        if gradient.shape != slot.shape or gradient.dtype != self.dtype:
             raise ValueError(
                 f"{where}: the gradient of parameter {slot.position} has dimensions {gradient.shape} "
                 f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
             )
-        if len(self.slots) == 1 and gradient is not None and gradient.flags.c_contiguous:
+        if len(self.slots) == 1 and gradient.flags.c_contiguous:
             # The gradient itself is the send buffer; MPI only reads it. (mpi4py would
             # also take a column-major array and send it in memory order, scrambled,
             # hence the explicit row-major check.)
             self.source = gradient.reshape(-1)
             return
-        region = self.send[slot.offset : slot.offset + slot.size]
-        if gradient is None:
-            region.fill(0)
-        else:
-            np.copyto(region.reshape(slot.shape), gradient)
+        np.copyto(self.regions[member], gradient)
         self.source = self.send
+
+    def received(self) -> list[np.ndarray]:
+        """Each slot's piece of this step's (read-only) receive buffer, shaped like its parameter."""
+        receive = self.receive
+        assert receive is not None
+        receive.flags.writeable = False
+        if len(self.slots) == 1:
+            return [receive.reshape(self.slots[0].shape)]
+        return [receive[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
 
 
 class Reducer:
@@ -145,17 +157,21 @@ class Reducer:
         self.link = link
         self.reduction = reduction
         self.where = where
-        self.slots: list[Slot | None] = [None] * len(shapes)
         self.buckets: list[Bucket] = []
+        # parameter position -> (bucket, its member index in the bucket)
+        self.places: list[tuple[Bucket, int]] = [None] * len(shapes)  # type: ignore[list-item]
         for index, positions in enumerate(plan(shapes, dtypes, bucket_bytes)):
             slots, offset = [], 0
             for position in positions:
                 size = int(np.prod(shapes[position], dtype=np.int64))
-                slot = Slot(position, index, offset, tuple(shapes[position]), size)
-                slots.append(slot)
-                self.slots[position] = slot
+                slots.append(Slot(position, index, offset, tuple(shapes[position]), size))
                 offset += size
-            self.buckets.append(Bucket(index, slots, np.dtype(dtypes[positions[0]])))
+            bucket = Bucket(index, slots, np.dtype(dtypes[positions[0]]))
+            self.buckets.append(bucket)
+            for member, position in enumerate(positions):
+                self.places[position] = (bucket, member)
+        self._everyone = np.ones(len(shapes))  # the use flags when this rank has every gradient
+        self.users = np.empty(len(shapes))  # how many ranks had each gradient (read at once in wait)
         self._lock = threading.Lock()
         self._reset()
 
@@ -164,9 +180,9 @@ class Reducer:
             bucket.pending = len(bucket.slots)
             bucket.source = bucket.send  # let go of last step's gradient
             bucket.receive = None
-        self.reported = [False] * len(self.slots)
-        self.used = np.zeros(len(self.slots))  # 1.0 where this rank has a gradient; summed over ranks
-        self.users = np.empty(len(self.slots))
+        self.reported = [False] * len(self.places)
+        self.count = 0  # how many of them are True
+        self.used: np.ndarray | None = None  # 1.0 where this rank has a gradient; summed over ranks
         self.ready = [False] * len(self.buckets)
         self.started = 0  # buckets 0 .. started-1 are on their way
         self.requests: list[Request] = []
@@ -180,12 +196,13 @@ class Reducer:
         >>> reducer.busy, reducer.gradient_ready(0, np.ones(1)), reducer.busy
         (False, None, True)
         """
-        return any(self.reported)
+        return self.count > 0
 
     def gradient_ready(self, position: int, gradient: np.ndarray | None) -> None:
         """Parameter ``position``'s gradient for this step is final (None: it has none here).
 
-        When that completes its bucket, the bucket is ready to send.
+        When that completes its bucket, the bucket is ready to send. (An
+        engine hook will call this during the backward pass, from any thread.)
 
         >>> from corgi.distributed import LocalComm
         >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
@@ -196,18 +213,45 @@ class Reducer:
         ValueError: Reducer: parameter 0's gradient was already reported this step
         """
         with self._lock:
-            if self.reported[position]:
-                raise ValueError(f"{self.where}: parameter {position}'s gradient was already reported this step")
-            slot = self.slots[position]
-            assert slot is not None
-            bucket = self.buckets[slot.bucket]
-            bucket.put(slot, gradient, self.where)
-            self.reported[position] = True
-            self.used[position] = gradient is not None
-            bucket.pending -= 1
+            bucket = self._take(position, gradient)
             complete = bucket.pending == 0
         if complete:
-            self.bucket_ready(slot.bucket)
+            self.bucket_ready(bucket.index)
+
+    def gradients_ready(self, gradients: Sequence[np.ndarray | None]) -> None:
+        """Every parameter's gradient for this step at once, in parameter order: every bucket is sent.
+
+        The same as ``gradient_ready`` for each, in one call (the path taken
+        when every gradient is final at once, after ``backward()``).
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
+        >>> reducer.gradients_ready([np.ones(1), np.full(2, 3.0)])
+        >>> reducer.wait()
+        [array([1.]), array([3., 3.])]
+        """
+        if len(gradients) != len(self.places):
+            raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
+        with self._lock:
+            for position, gradient in enumerate(gradients):
+                self._take(position, gradient)
+            for index in range(len(self.buckets)):
+                self.ready[index] = True
+            self._start_ready()
+
+    def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:
+        if self.reported[position]:
+            raise ValueError(f"{self.where}: parameter {position}'s gradient was already reported this step")
+        bucket, member = self.places[position]
+        bucket.put(member, gradient, self.where)
+        self.reported[position] = True
+        self.count += 1
+        if gradient is None:
+            if self.used is None:
+                self.used = self._everyone.copy()
+            self.used[position] = 0.0
+        bucket.pending -= 1
+        return bucket
 
     def bucket_ready(self, index: int) -> None:
         """Bucket ``index`` holds every gradient it needs: send it, once every bucket before it is sent.
@@ -226,20 +270,23 @@ class Reducer:
                     f"{self.where}: bucket {index} is not ready: {bucket.pending} of its gradients are missing"
                 )
             self.ready[index] = True
-            # every rank starts its buckets in index order, whatever order they became ready in
-            while self.started < len(self.buckets) and self.ready[self.started]:
-                self._start(self.buckets[self.started])
-                self.started += 1
-                if self.started == len(self.buckets):
-                    self.requests.append(self.link.Iallreduce(self.used, self.users))
+            self._start_ready()
 
-    def _start(self, bucket: Bucket) -> None:
-        bucket.receive = np.empty(bucket.size, dtype=bucket.dtype)
-        if self.reduction == "allreduce":
-            self.requests.append(self.link.Iallreduce(bucket.source, bucket.receive))
-        else:
-            root = self.link.rank == 0
-            self.requests.append(self.link.Ireduce(bucket.source, bucket.receive if root else None, root=0))
+    def _start_ready(self) -> None:
+        # every rank starts its buckets in index order, whatever order they became ready in
+        link, buckets = self.link, self.buckets
+        while self.started < len(buckets) and self.ready[self.started]:
+            bucket = buckets[self.started]
+            bucket.receive = np.empty(bucket.size, dtype=bucket.dtype)
+            if self.reduction == "allreduce":
+                self.requests.append(link.Iallreduce(bucket.source, bucket.receive))
+            else:
+                root = link.rank == 0
+                self.requests.append(link.Ireduce(bucket.source, bucket.receive if root else None, root=0))
+            self.started += 1
+            if self.started == len(buckets):
+                used = self._everyone if self.used is None else self.used
+                self.requests.append(link.Iallreduce(used, self.users))
 
     def wait(self) -> list[np.ndarray | None]:
         """Wait for every bucket; each parameter's gradient summed over the ranks, in parameter order.
@@ -248,23 +295,21 @@ class Reducer:
         read-only; a parameter that had no gradient on any rank gets None.
         """
         with self._lock:
-            missing = [position for position, seen in enumerate(self.reported) if not seen]
-            if missing:
+            if self.count < len(self.places):
+                missing = [position for position, seen in enumerate(self.reported) if not seen]
                 raise ValueError(f"{self.where}: no gradient was reported for parameters {missing}")
-            if self.started != len(self.buckets):
-                raise ValueError(f"{self.where}: only {self.started} of {len(self.buckets)} buckets were sent")
             requests = self.requests
             if self.reduction == "reduce-broadcast":
                 requests = self._broadcast(requests)
             self.link.waitall(requests)
-            summed: list[np.ndarray | None] = [None] * len(self.slots)
+            summed: list[np.ndarray | None] = [None] * len(self.places)
             for bucket in self.buckets:
-                receive = bucket.receive
-                assert receive is not None
-                receive.flags.writeable = False
-                for slot in bucket.slots:
-                    if self.users[slot.position]:
-                        summed[slot.position] = receive[slot.offset : slot.offset + slot.size].reshape(slot.shape)
+                for slot, gradient in zip(bucket.slots, bucket.received()):
+                    summed[slot.position] = gradient
+            if self.used is not None:  # this rank lacked a gradient: did any rank have it?
+                for position, users in enumerate(self.users.tolist()):
+                    if not users:
+                        summed[position] = None
             self._reset()
         return summed
 

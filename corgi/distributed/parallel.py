@@ -20,7 +20,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..array import Array, set_gradients
+from ..array import Array, get_gradients, set_gradients
 from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
@@ -301,8 +301,7 @@ class DataParallel:
         """
         self._check_idle("DataParallel.skip")
         _, mean_loss = self._count(0, 0.0, "DataParallel.skip")
-        for position in range(len(self._reducer.slots)):
-            self._reducer.gradient_ready(position, None)
+        self._reducer.gradients_ready([None] * len(self._reducer.places))
         return mean_loss
 
     def synchronize(self) -> None:
@@ -401,11 +400,10 @@ class DataParallel:
         return int(total[0]), float(total[1] / total[0])
 
     def _report(self) -> None:
-        # This round: every gradient is final once backward() has returned. An engine hook will
-        # report each one as soon as it is final, during the pass, with the same calls.
-        for position, parameter in enumerate(self.parameters()):
-            gradient = parameter.gradient()
-            self._reducer.gradient_ready(position, None if gradient is None else gradient.numpy())
+        # This round: every gradient is final once backward() has returned, so all are reported
+        # at once. An engine hook will report each one as soon as it is final, during the pass,
+        # through Reducer.gradient_ready, and the buckets will go out while the pass goes on.
+        self._reducer.gradients_ready(get_gradients(self.parameters(), "DataParallel"))
 
     # -- checkpoints ------------------------------------------------------
 
