@@ -119,19 +119,21 @@ def unused(args: argparse.Namespace) -> dict[str, Any]:
     w, b, c = parallel.parameters()
     count = rank + 1  # uneven shares: rank r has r + 1 examples
     loss = (w * w).sum() if rank else (w * w).sum() + b.sum()  # only rank 0 uses b; no rank uses c
-    mean = parallel.backward_loss(loss, count)
-    parallel.synchronize()
+    local = parallel.backward_loss(loss, count)
+    mean = parallel.synchronize()
     gradients = [None if p.gradient() is None else p.gradient().numpy().tolist() for p in (w, b, c)]
     parallel.update()
     # a step where only rank 0 has examples
     w, b, c = parallel.parameters()
     if rank == 0:
-        second = parallel.backward_loss((w * b).sum(), 4)
+        parallel.backward_loss((w * b).sum(), 4)
     else:
-        second = parallel.skip()
+        parallel.skip()
+    second = parallel.synchronize()
     parallel.update()
     return {
         "rank": rank,
+        "local_loss": local,
         "mean_loss": mean,
         "gradients": gradients,
         "second_loss": second,

@@ -161,6 +161,7 @@ def test_gradients_are_weighted_by_share_and_unused_parameters_get_none(mpiexec,
     total = ranks * (ranks + 1) // 2  # rank r has r + 1 examples
     for report in found:
         # mean loss over the global batch: rank 0's examples have loss 8 (w.w + b), the others 5 (w.w)
+        assert report["local_loss"] == (8.0 if report["rank"] == 0 else 5.0)
         assert report["mean_loss"] == pytest.approx((1 * 8 + (total - 1) * 5) / total, rel=1e-15)
         w, b, c = report["gradients"]
         assert w == [2.0, -4.0]  # every rank's 2w, weights summing to 1
@@ -278,7 +279,7 @@ def test_reducer_sends_a_lone_row_major_gradient_without_a_copy_and_anything_els
     reducer.gradient_ready(0, column_major)
     assert reducer.buckets[1].source is reducer.buckets[1].send  # copied in row-major order
     assert not np.shares_memory(reducer.buckets[1].send, column_major)
-    first, second = reducer.wait()
+    (first, second), _ = reducer.wait()
     assert first.tolist() == column_major.tolist() and second.tolist() == alone.tolist()
     assert not first.flags.writeable and not second.flags.writeable
 
@@ -297,8 +298,9 @@ def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     reducer.gradient_ready(1, np.zeros(2))
     assert started == []
     reducer.gradient_ready(2, np.zeros(3))
-    assert started == [3, 2, 1, 3]  # buckets 0, 1, 2, then the three parameters' use flags
-    assert [g.tolist() for g in reducer.wait()] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]]
+    assert started == [3, 2, 1, 4]  # buckets 0, 1, 2, then the three use flags and the extra number
+    gradients, extra = reducer.wait()
+    assert [g.tolist() for g in gradients] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]] and extra == 0.0
 
 
 def test_reducer_refuses_a_gradient_of_the_wrong_shape_or_dtype():
@@ -401,14 +403,27 @@ def test_data_parallel_refuses_what_it_cannot_train():
     with pytest.raises(TypeError, match="comm must be an mpi4py communicator or LocalComm"):
         DataParallel(model, comm=object())
     parallel = DataParallel(model, LocalComm())
-    with pytest.raises(ValueError, match="DataParallel.backward: no output yet"):
+    with pytest.raises(ValueError, match="DataParallel.backward: no step under way"):
         parallel.backward(np.zeros((1, 1)))
     with pytest.raises(ValueError, match="nothing to synchronize"):
         parallel.synchronize()
     parallel.forward(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="forward\\(\\) started a step that backward\\(\\) has not finished"):
+        parallel.update()
     parallel.backward(np.zeros((2, 1)))
-    with pytest.raises(ValueError, match="still being exchanged; call update"):
+    with pytest.raises(ValueError, match="no step under way; call forward"):
         parallel.backward(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="a step is already under way"):
+        parallel.forward(np.ones((2, 2)))
+    with pytest.raises(ValueError, match="a step is already under way"):
+        parallel.skip()
+    parallel.update()
+    with pytest.raises(ValueError, match="the input holds no example; call skip"):
+        parallel.forward(np.zeros((0, 2)))
+    parallel.forward(np.ones((3, 2)))
+    with pytest.raises(ValueError, match="count is 2, but forward\\(\\) saw 3 examples"):
+        parallel.backward_loss(parallel.parameters()[1] * 1.0, 2)
+    parallel.backward(np.zeros((3, 1)))
     parallel.update()
     with pytest.raises(ValueError, match="loss must hold one value"):
         parallel.backward_loss(parallel.parameters()[0] * 1.0, 1)

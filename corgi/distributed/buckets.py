@@ -134,13 +134,15 @@ class Reducer:
     >>> reducer.gradient_ready(0, np.ones((2, 2)))
     >>> reducer.gradient_ready(1, None)          # no gradient on this rank: it sends zeros
     >>> reducer.wait()                           # ... and on no rank: it gets none
-    [array([[1., 1.],
-           [1., 1.]]), None]
+    ([array([[1., 1.],
+           [1., 1.]]), None], 0.0)
 
-    Beside the buckets, one small exchange counts, for each parameter, the
+    After the buckets, one small exchange counts, for each parameter, the
     ranks that had a gradient for it: a parameter no rank used gets no
     gradient (``None``), as in a single process, rather than zeros that a
-    momentum or Adam step would still act on.
+    momentum or Adam step would still act on. It also sums one number per
+    rank, ``extra`` (DataParallel sends its share of the loss there), which
+    ``wait`` returns beside the gradients.
     """
 
     def __init__(
@@ -170,8 +172,9 @@ class Reducer:
             self.buckets.append(bucket)
             for member, position in enumerate(positions):
                 self.places[position] = (bucket, member)
-        self._everyone = np.ones(len(shapes))  # the use flags when this rank has every gradient
-        self.users = np.empty(len(shapes))  # how many ranks had each gradient (read at once in wait)
+        # the use flags (1.0 where this rank has a gradient), then ``extra``; summed over ranks
+        self._everyone = np.ones(len(shapes) + 1)
+        self.users = np.empty(len(shapes) + 1)  # read at once in wait, so made once
         self._lock = threading.Lock()
         self._reset()
 
@@ -182,7 +185,8 @@ class Reducer:
             bucket.receive = None
         self.reported = [False] * len(self.places)
         self.count = 0  # how many of them are True
-        self.used: np.ndarray | None = None  # 1.0 where this rank has a gradient; summed over ranks
+        self.used: np.ndarray | None = None  # the flags, when this rank lacks a gradient
+        self.extra = 0.0
         self.ready = [False] * len(self.buckets)
         self.started = 0  # buckets 0 .. started-1 are on their way
         self.requests: list[Request] = []
@@ -228,7 +232,7 @@ class Reducer:
         >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
         >>> reducer.gradients_ready([np.ones(1), np.full(2, 3.0)])
         >>> reducer.wait()
-        [array([1.]), array([3., 3.])]
+        ([array([1.]), array([3., 3.])], 0.0)
         """
         if len(gradients) != len(self.places):
             raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
@@ -286,10 +290,11 @@ class Reducer:
             self.started += 1
             if self.started == len(buckets):
                 used = self._everyone if self.used is None else self.used
+                used[-1] = self.extra
                 self.requests.append(link.Iallreduce(used, self.users))
 
-    def wait(self) -> list[np.ndarray | None]:
-        """Wait for every bucket; each parameter's gradient summed over the ranks, in parameter order.
+    def wait(self) -> tuple[list[np.ndarray | None], float]:
+        """Wait for every bucket: each parameter's gradient summed over the ranks (in parameter order), and ``extra``'s sum.
 
         Every gradient must have been reported. The arrays are new and
         read-only; a parameter that had no gradient on any rank gets None.
@@ -307,11 +312,12 @@ class Reducer:
                 for slot, gradient in zip(bucket.slots, bucket.received()):
                     summed[slot.position] = gradient
             if self.used is not None:  # this rank lacked a gradient: did any rank have it?
-                for position, users in enumerate(self.users.tolist()):
+                for position, users in enumerate(self.users[:-1].tolist()):
                     if not users:
                         summed[position] = None
+            extra = float(self.users[-1])
             self._reset()
-        return summed
+        return summed, extra
 
     def _broadcast(self, reductions: list[Request]) -> list[Request]:
         """Rank 0 sends each reduced bucket back out, as soon as its reduction is done."""

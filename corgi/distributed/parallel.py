@@ -25,7 +25,7 @@ from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
 from .buckets import REDUCTIONS, Reducer
-from .comm import Comm, Transport, install_abort_hook, transport
+from .comm import Comm, Request, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
 
 # Two buckets for the 784-256-10 MLP (its 11 kB of small gradients, then the 803 kB weight
@@ -117,6 +117,8 @@ class DataParallel:
             self._link, signature.shapes, [np.dtype(d) for d in signature.dtypes], bucket_bytes, reduction, where
         )
         self._parameters = parameters
+        self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
+        self._total = 0  # the global batch of the step under way
         self._install(_broadcast_parameters(self._link, parameters))
 
     def __repr__(self) -> str:
@@ -216,26 +218,43 @@ class DataParallel:
         return all(digest == digests[0] for digest in digests)
 
     # -- a training step --------------------------------------------------
+    #
+    # A step's collective operations, in the same order on every rank: the count of examples
+    # (started with the step, waited for just before backward, so no rank waits for another's
+    # forward pass), the gradient buckets, then the use flags with the loss. The ranks meet once.
 
     def forward(self, input: Any) -> Array:
-        """The wrapped model's ``forward`` on this rank's share of the batch.
+        """Start a step: the wrapped model's ``forward`` on this rank's share of the batch (not empty).
+
+        Collective: every rank starts the step, so call it once per step
+        (to evaluate, use the model itself).
 
         >>> from corgi import cost, initializer
         >>> from corgi.distributed import LocalComm
         >>> from corgi.layer import Dense
         >>> from corgi.optimizer import GradientDescent
         >>> model = Model([Dense(2, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
-        >>> DataParallel(model, LocalComm()).forward(np.ones((3, 2))).dimensions
+        >>> parallel = DataParallel(model, LocalComm())
+        >>> parallel.forward(np.ones((3, 2))).dimensions
         (3, 1)
+        >>> parallel.forward(np.ones((3, 2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: DataParallel.forward: a step is already under way; finish it with backward() and update()
         """
-        return self._model("forward").forward(input)
+        model = self._model("forward")
+        count = examples(input)
+        if count == 0:
+            raise ValueError("DataParallel.forward: the input holds no example; call skip() for this step instead")
+        self._start_count(count, "DataParallel.forward")
+        return model.forward(input)
 
     def backward(self, target: Any) -> float:
-        """The model's cost against ``target``, backward, and this rank's part of the exchange.
+        """The model's cost against ``target``, its backward pass, and this rank's gradients sent out.
 
-        Collective. Returns the mean loss over the global batch (the same on
-        every rank). The averaged gradients are in place after
-        ``synchronize()`` (``update()`` calls it).
+        Collective. Returns this rank's loss (the mean over its examples);
+        ``synchronize()`` returns the mean over the global batch and puts
+        the averaged gradients in place (``update()`` calls it).
 
         >>> from corgi import cost, initializer
         >>> from corgi.distributed import LocalComm
@@ -248,19 +267,21 @@ class DataParallel:
         >>> parallel.backward(np.array([[5.0]]))          # (2 * 1 - 5)^2
         9.0
         >>> parallel.synchronize()
+        9.0
         >>> parallel.parameters()[0].gradient()            # 2 (w x - t) x
         Array(dimensions=(1, 1), values=[-6.0])
         """
         model = self._model("backward")
-        if model.output is None:
-            raise ValueError("DataParallel.backward: no output yet; call forward(input) first")
+        if self._counting is None or model.output is None:
+            raise ValueError("DataParallel.backward: no step under way; call forward(input) first")
         return self.backward_loss(model.cost(model.output, target), examples(model.output))
 
     def backward_loss(self, loss: Array, count: int) -> float:
         """Backward from ``loss``, the mean of a loss over this rank's ``count`` examples; collective.
 
         For a list of parameters, or a loss the model's cost does not make.
-        Returns the mean loss over the global batch.
+        Returns ``loss`` as a float; ``synchronize()`` returns the mean over
+        the global batch.
 
         >>> from corgi.distributed import LocalComm
         >>> from corgi.optimizer import GradientDescent
@@ -279,19 +300,24 @@ class DataParallel:
         if len(loss) != 1:
             raise ValueError(f"{where}: loss must hold one value, got dimensions {loss.dimensions}")
         count = whole_number(count, "count", where, minimum=1)
-        self._check_idle(where)
-        total, mean_loss = self._count(count, loss.sum_all(), where)
+        if self._counting is None:
+            self._start_count(count, where)
+        elif self._counting[3] != count:
+            raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
+        total = self._finish_count(where)
+        value = loss.sum_all()
         # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
         loss.backward(count / total)
+        self._reducer.extra = count * value
         self._report()
-        return mean_loss
+        return value
 
-    def skip(self) -> float:
-        """Take part in this step's exchange with no examples (collective); returns the global mean loss.
+    def skip(self) -> None:
+        """Take part in this step with no examples (collective), instead of ``forward`` and ``backward``.
 
-        A rank whose share of the last, short batch is empty calls this
-        instead of ``forward``/``backward``; its gradients count as zeros, with
-        weight zero. ``step`` does it by itself for an empty input.
+        A rank whose share of the last, short batch is empty calls this; its
+        gradients count as zeros, with weight zero. ``step`` does it by
+        itself for an empty input.
 
         >>> from corgi.distributed import LocalComm
         >>> DataParallel([Array([1.0]).tracked()], LocalComm()).skip()
@@ -299,13 +325,13 @@ class DataParallel:
         ...
         ValueError: DataParallel.skip: no rank had an example in this step
         """
-        self._check_idle("DataParallel.skip")
-        _, mean_loss = self._count(0, 0.0, "DataParallel.skip")
+        self._start_count(0, "DataParallel.skip")
+        self._finish_count("DataParallel.skip")
+        self._reducer.extra = 0.0
         self._reducer.gradients_ready([None] * len(self._reducer.places))
-        return mean_loss
 
-    def synchronize(self) -> None:
-        """Wait for the exchange and make every parameter's gradient the global average.
+    def synchronize(self) -> float:
+        """Wait for the exchange, make every gradient the global average; returns the global mean loss.
 
         A parameter no rank had a gradient for keeps none.
 
@@ -315,13 +341,15 @@ class DataParallel:
         >>> parallel.backward_loss((w * w).sum(), count=1)
         9.0
         >>> parallel.synchronize()
+        9.0
         >>> w.gradient(), unused.gradient()
         (Array(dimensions=(1,), values=[6.0]), None)
         """
         if not self._reducer.busy:
             raise ValueError("DataParallel.synchronize: nothing to synchronize; call backward() or skip() first")
-        averaged = self._reducer.wait()
+        averaged, loss_sum = self._reducer.wait()
         set_gradients(self.parameters(), averaged, where="DataParallel.synchronize")
+        return loss_sum / self._total
 
     def update(self) -> None:
         """Synchronize if a step is pending, then let the optimizer make the new parameters.
@@ -342,6 +370,8 @@ class DataParallel:
         >>> model.parameters()
         [Array(dimensions=(1, 1), values=[3.0], tracked), Array(dimensions=(1,), values=[1.0], tracked)]
         """
+        if self._counting is not None:
+            raise ValueError("DataParallel.update: forward() started a step that backward() has not finished")
         if self._reducer.busy:
             self.synchronize()
         if self.model is not None:
@@ -355,8 +385,8 @@ class DataParallel:
         """One training step on this rank's share of a batch: forward, backward, exchange, update.
 
         An input with no examples (this rank's share of a short last batch)
-        takes part in the exchange with weight zero. Returns the global mean
-        loss.
+        takes part with weight zero. Returns the mean loss over the global
+        batch (the same on every rank).
 
         >>> from corgi import cost, initializer
         >>> from corgi.distributed import LocalComm
@@ -372,12 +402,13 @@ class DataParallel:
         ...
         ValueError: DataParallel.skip: no rank had an example in this step
         """
+        self._model("step")
         if examples(input) == 0:
-            self._model("step")
-            loss = self.skip()
+            self.skip()
         else:
             self.forward(input)
-            loss = self.backward(target)
+            self.backward(target)
+        loss = self.synchronize()
         self.update()
         return loss
 
@@ -386,18 +417,22 @@ class DataParallel:
             raise TypeError(f"DataParallel.{where}: needs a wrapped Model; with a list of parameters use backward_loss")
         return self.model
 
-    def _check_idle(self, where: str) -> None:
-        if self._reducer.busy:
-            raise ValueError(f"{where}: the previous step's gradients are still being exchanged; call update() or synchronize() first")
+    def _start_count(self, count: int, where: str) -> None:
+        if self._counting is not None or self._reducer.busy:
+            raise ValueError(f"{where}: a step is already under way; finish it with backward() and update()")
+        mine, total = np.array([float(count)]), np.empty(1)
+        self._counting = (self._link.Iallreduce(mine, total), mine, total, count)
 
-    def _count(self, count: int, loss: float, where: str) -> tuple[int, float]:
-        """The global batch size and mean loss, from every rank's count and mean loss."""
-        mine = np.array([float(count), count * loss])
-        total = np.empty(2)
-        self._link.Allreduce(mine, total)
+    def _finish_count(self, where: str) -> int:
+        """The global batch size: the sum of the counts this step started with."""
+        assert self._counting is not None
+        request, _, total, _ = self._counting
+        self._counting = None
+        request.Wait()
         if total[0] == 0:
             raise ValueError(f"{where}: no rank had an example in this step")
-        return int(total[0]), float(total[1] / total[0])
+        self._total = int(total[0])
+        return self._total
 
     def _report(self) -> None:
         # This round: every gradient is final once backward() has returned, so all are reported
