@@ -198,13 +198,62 @@ def table_d(recs):
     return table(head, rows)
 
 
+def table_f(recs):
+    """(f): step times side by side per batch, the exchange against the raw allreduce, the goals."""
+    out = []
+    for group in dict.fromkeys(r["group"] for r in recs):
+        rows = [r for r in recs if r["group"] == group]
+
+        def step(peer, ranks, threads):
+            return res(first(rows, peer=peer, ranks_setting=ranks, threads_setting=threads), "ms_per_step")
+
+        def best_one_rank(peer):
+            return min((t for t in (step(peer, 1, 1), step(peer, 1, 2)) if t is not None), default=None)
+
+        raw = first(rows, peer="allreduce")
+        raw_us = res(raw, "allreduce_us")
+        ref = first(rows, peer="numpy", ranks_setting=2)
+        table_rows = []
+        for r in rows:
+            if r["peer"] == "allreduce":
+                table_rows.append([r["label"], "1", status_cell(r) if not ok(r) else "-", "-", "-",
+                                   num(raw_us), "1.00x" if raw_us else "-", "-",
+                                   f"one flat buffer: {num(res(r, 'flat_allreduce_us'))} us" if ok(r) else "-"])
+                continue
+            ranks, threads = r["ranks_setting"], r["threads_setting"]
+            ms = res(r, "ms_per_step")
+            if not ok(r):
+                table_rows.append([r["label"], str(threads), status_cell(r)] + ["-"] * 6)
+                continue
+            same = step("numpy", ranks, threads)
+            scaling = (f"{best_one_rank(r['peer']) / ms:.2f}x"
+                       if ranks == 2 and best_one_rank(r["peer"]) else "-")
+            exchange = res(r, "exchange_us") if ranks == 2 else None
+            table_rows.append([r["label"], str(threads), num(ms), ratio(ms, same), scaling,
+                               num(exchange), ratio(exchange, raw_us), num(res(r, "counts_us")) if ranks == 2 else "-",
+                               agree(losses(r), losses(ref), 1e-4)])
+        head = ["peer", "BLAS threads per rank", "ms/step", "x numpy (same ranks, threads)",
+                "2 ranks vs best 1 rank", "exchange us", "x raw allreduce", "count exchange us", "loss check"]
+        out += [f"**{group}** (global; 2 ranks take half each)", "", table(head, table_rows), ""]
+        corgi2, numpy2, exchange2 = step("corgi", 2, 1), step("numpy", 2, 1), res(first(rows, peer="corgi", ranks_setting=2), "exchange_us")
+        goals = []
+        if exchange2 and raw_us:
+            goals.append(f"exchange / raw allreduce: {exchange2 / raw_us:.2f}x (goal <= 1.10)")
+        if corgi2 and numpy2:
+            goals.append(f"corgi 2-rank step / numpy 2-rank step: {corgi2 / numpy2:.2f}x (goal <= 1.15)")
+        if goals:
+            out += ["; ".join(goals), ""]
+    return "\n".join(out).rstrip()
+
+
 TITLES = {
     "a": "(a) MLP 784-256-10 training step, batch 128 (ms/step; best of 1 and 2 BLAS threads)",
     "b": "(b) Per-node overhead: chain of x*w, x+b on 1-element float64 (us per op)",
     "c": "(c) Wide graph: 8 x tanh(X @ W_k) summed, float32, 1 BLAS thread (ms)",
     "d": "(d) Long chain (same ops as b): time and peak RSS over baseline",
+    "f": "(f) Data-parallel MLP 784-256-10 step over MPI, float32 (ms/step; exchange in us)",
 }
-RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d}
+RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d, "f": table_f}
 
 
 def rounds_note(recs):
