@@ -190,6 +190,40 @@ def test_a_rank_that_raises_ends_every_rank_within_seconds(mpiexec, tmp_path, ra
     assert elapsed < RUN_TIMEOUT
 
 
+@pytest.mark.timeout(120)
+def test_the_script_in_docs_distributed_trains_under_mpiexec(mpiexec, tmp_path):
+    ranks = 2  # three ranks on this 2-core machine take 5 s here; the uneven splits are tested above
+    text = (ROOT / "docs" / "distributed.md").read_text()
+    fence = "```python no-run: it runs under mpiexec"
+    start = text.index("\n", text.index(fence)) + 1
+    script = tmp_path / "train_parallel.py"
+    script.write_text(text[start : text.index("```", start)])
+    env = _environment()
+    env["CORGI_WORKERS"] = "0"
+    done = subprocess.run([*mpiexec, "-n", str(ranks), sys.executable, str(script)], check=False,
+                          capture_output=True, text=True, timeout=RUN_TIMEOUT, env=env, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert [line.split(":")[0] for line in lines] == [f"epoch {epoch}" for epoch in range(10)] + ["held-out accuracy"]
+    assert float(lines[-1].split(": ")[1]) > 0.9  # only rank 0 printed, and it learned
+    assert (tmp_path / "digits-parallel.npz").exists()
+
+
+@pytest.mark.timeout(120)
+def test_benchmark_f_runs_and_corgi_computes_what_the_numpy_floor_does(mpiexec, tmp_path):
+    losses = {}
+    for peer in ("numpy", "corgi"):
+        command = [*mpiexec, "-n", "2", sys.executable, "-m", "benchmarks.workloads.dataparallel", peer,
+                   "--batch", "16", "--warmup", "1", "--repeats", "3", "--exchanges", "3"]
+        done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                              env=_environment(), cwd=ROOT)
+        record = json.loads(done.stdout.strip().splitlines()[-1])
+        assert record["status"] == "ok", record
+        losses[peer] = (record["results"]["first_loss"], record["results"]["last_loss"])
+    np.testing.assert_allclose(losses["corgi"], losses["numpy"], rtol=1e-5)
+    assert losses["corgi"][1] < losses["corgi"][0]
+
+
 # -- in one process -------------------------------------------------------------
 
 

@@ -155,7 +155,7 @@ def corgi_peer(comm, args):
     last = step()
 
     # the exchange alone, on the gradients of one real backward pass
-    model.forward(xa)
+    parallel.forward(xa)
     parallel.backward(ta)
     parallel.synchronize()
 
