@@ -21,6 +21,7 @@ import os
 import shutil
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -335,6 +336,52 @@ def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     assert started == [3, 2, 1, 4]  # buckets 0, 1, 2, then the three use flags and the extra number
     gradients, extra = reducer.wait()
     assert [g.tolist() for g in gradients] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]] and extra == 0.0
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("threads", [1, 2, 8])
+def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_order(threads, fast_switching):
+    # Round two reports each gradient from whichever engine thread finished it: any order, any thread.
+    rng = np.random.default_rng(threads)
+    shapes = [tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 3))) for _ in range(40)]
+    f8 = np.dtype("float64")
+    for trial in range(5):
+        started = []
+
+        class Recording(LocalComm):
+            def Iallreduce(self, send, receive):
+                started.append(receive)
+                return super().Iallreduce(send, receive)
+
+        reducer = Reducer(Recording(), shapes, [f8] * len(shapes), bucket_bytes=64)
+        gradients = [np.full(shape, float(position)) for position, shape in enumerate(shapes)]
+        order = rng.permutation(len(shapes))
+        shares = [order[worker::threads] for worker in range(threads)]
+        errors = []
+
+        def report(positions):
+            try:
+                for position in positions:
+                    reducer.gradient_ready(int(position), None if position % 7 == 3 else gradients[position])
+            except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
+                errors.append(error)
+
+        workers = [threading.Thread(target=report, args=(share,)) for share in shares]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        assert errors == []
+        assert len(reducer.buckets) > 5
+        # each bucket started once, in index order, then the use flags
+        assert len(started) == len(reducer.buckets) + 1
+        assert all(receive is bucket.receive for receive, bucket in zip(started, reducer.buckets))
+        summed, _ = reducer.wait()
+        for position, gradient in enumerate(summed):
+            if position % 7 == 3:
+                assert gradient is None  # the one rank had none
+            else:
+                assert gradient.tolist() == gradients[position].tolist()
 
 
 def test_reducer_refuses_a_gradient_of_the_wrong_shape_or_dtype():

@@ -13,7 +13,6 @@ compute it, whatever the split.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Sequence
 from typing import Any, Union
@@ -27,6 +26,7 @@ from ..optimizer import Optimizer
 from .buckets import REDUCTIONS, Reducer
 from .comm import Comm, Request, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
+from .state import broadcast_parameters, digest, load_everywhere, save_on_root
 
 # Two buckets for the 784-256-10 MLP (its 11 kB of small gradients, then the 803 kB weight
 # matrix on its own, sent without a copy); see docs/distributed.md for the measurements.
@@ -119,7 +119,7 @@ class DataParallel:
         self._parameters = parameters
         self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
         self._total = 0  # the global batch of the step under way
-        self._install(_broadcast_parameters(self._link, parameters))
+        self._install(broadcast_parameters(self._link, parameters))
 
     def __repr__(self) -> str:
         what = repr(self.model) if self.model is not None else f"{len(self._parameters)} parameters"
@@ -200,12 +200,7 @@ class DataParallel:
         >>> a.digest() == b.digest(), len(a.digest())
         (True, 32)
         """
-        hash = hashlib.blake2b(digest_size=16)
-        for parameter in self.parameters():
-            values = parameter.numpy()
-            hash.update(repr((values.shape, values.dtype.str)).encode())
-            hash.update(np.ascontiguousarray(values).data)
-        return hash.hexdigest()
+        return digest(self.parameters())
 
     def in_sync(self) -> bool:
         """Whether every rank holds exactly the same parameters as rank 0 (collective: call it on every rank).
@@ -463,20 +458,7 @@ class DataParallel:
         >>> copy.digest() == DataParallel(make(0), LocalComm()).digest()
         True
         """
-        model = self._model("save")
-        failure: BaseException | None = None
-        message = None
-        if self.rank == 0:
-            try:
-                model.save(path)
-            except Exception as error:  # noqa: BLE001 - any failure must reach every rank, or they hang
-                failure, message = error, f"{type(error).__name__}: {error}"
-        # the broadcast is the barrier: no rank goes on (to read the file) before it is written
-        message = self._link.bcast(message, root=0)
-        if failure is not None:
-            raise failure
-        if message is not None:
-            raise RuntimeError(f"DataParallel.save: rank 0 could not write {path}: {message}")
+        save_on_root(self._link, self._model("save"), path, "DataParallel.save")
 
     def load(self, path: Path) -> None:
         """Every rank reads the model from ``path`` (``Model.load``); all or nothing, collective.
@@ -505,61 +487,4 @@ class DataParallel:
         True
         >>> folder.cleanup()
         """
-        model = self._model("load")
-        before = model.parameters()
-        failure: BaseException | None = None
-        try:
-            model.load(path)
-        except Exception as error:  # noqa: BLE001 - any failure must reach every rank, or they hang
-            failure = error
-        message = None if failure is None else f"{type(failure).__name__}: {failure}"
-        reports = self._link.allgather((message, None if failure else self.digest()))
-        failed = [rank for rank, (text, _) in enumerate(reports) if text is not None]
-        differ = [rank for rank, (_, digest) in enumerate(reports) if digest != reports[0][1]]
-        if failed or differ:
-            model.set_parameters(before)
-            if failure is not None:
-                raise failure
-            if failed:
-                raise RuntimeError(f"DataParallel.load: rank {failed[0]} could not read {path}: {reports[failed[0]][0]}")
-            raise ValueError(
-                f"DataParallel.load: ranks {differ} read other values from {path} than rank 0 "
-                "(is it the same file on every node?)"
-            )
-
-
-def _broadcast_parameters(link: Transport, parameters: list[Array]) -> list[Array]:
-    """Rank 0's parameters on every rank: rank 0 keeps its Arrays, the others get new ones."""
-    if link.size == 1:
-        return parameters
-    values = _broadcast_values(link, [parameter.numpy() for parameter in parameters])
-    if link.rank == 0:
-        return parameters
-    received = []
-    for parameter, value in zip(parameters, values):
-        array = Array(value, copy=False)
-        received.append(array.tracked() if parameter.is_tracked else array)
-    return received
-
-
-def _broadcast_values(link: Transport, arrays: list[np.ndarray]) -> list[np.ndarray]:
-    """Rank 0's ``arrays`` on every rank, one flat message per dtype (every rank passes the same shapes).
-
-    Rank 0 gets its own arrays back; the others new, read-only ones. (Built
-    to broadcast an optimizer's state too.)
-    """
-    result = list(arrays)
-    for dtype in sorted({array.dtype.str for array in arrays}):
-        members = [position for position, array in enumerate(arrays) if array.dtype.str == dtype]
-        sizes = [arrays[position].size for position in members]
-        if link.rank == 0:
-            flat = np.concatenate([arrays[position].reshape(-1) for position in members])
-        else:
-            flat = np.empty(sum(sizes), dtype=np.dtype(dtype))
-        link.Bcast(flat, root=0)
-        if link.rank != 0:
-            flat.flags.writeable = False
-            offsets = np.cumsum([0] + sizes)
-            for position, start, stop in zip(members, offsets[:-1], offsets[1:]):
-                result[position] = flat[start:stop].reshape(arrays[position].shape)
-    return result
+        load_everywhere(self._link, self._model("load"), path, "DataParallel.load")
