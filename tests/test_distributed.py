@@ -338,6 +338,35 @@ def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     assert [g.tolist() for g in gradients] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]] and extra == 0.0
 
 
+class _Recording(LocalComm):
+    """A one-rank communicator that remembers the receive buffer of every reduction it starts."""
+
+    def __init__(self):
+        self.started = []
+
+    def Iallreduce(self, send, receive):
+        self.started.append(receive)
+        return super().Iallreduce(send, receive)
+
+
+def _report_from_threads(reducer, gradients, order, threads):
+    errors = []
+
+    def report(positions):
+        try:
+            for position in positions:
+                reducer.gradient_ready(int(position), None if position % 7 == 3 else gradients[position])
+        except BaseException as error:  # noqa: BLE001 - surfaced by the caller's assertion
+            errors.append(error)
+
+    workers = [threading.Thread(target=report, args=(order[worker::threads],)) for worker in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+    return errors
+
+
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("threads", [1, 2, 8])
 def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_order(threads, fast_switching):
@@ -345,37 +374,15 @@ def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_o
     rng = np.random.default_rng(threads)
     shapes = [tuple(int(d) for d in rng.integers(1, 6, size=rng.integers(1, 3))) for _ in range(40)]
     f8 = np.dtype("float64")
-    for trial in range(5):
-        started = []
-
-        class Recording(LocalComm):
-            def Iallreduce(self, send, receive):
-                started.append(receive)
-                return super().Iallreduce(send, receive)
-
-        reducer = Reducer(Recording(), shapes, [f8] * len(shapes), bucket_bytes=64)
+    for _ in range(5):
+        comm = _Recording()
+        reducer = Reducer(comm, shapes, [f8] * len(shapes), bucket_bytes=64)
         gradients = [np.full(shape, float(position)) for position, shape in enumerate(shapes)]
-        order = rng.permutation(len(shapes))
-        shares = [order[worker::threads] for worker in range(threads)]
-        errors = []
-
-        def report(positions):
-            try:
-                for position in positions:
-                    reducer.gradient_ready(int(position), None if position % 7 == 3 else gradients[position])
-            except BaseException as error:  # noqa: BLE001 - surfaced by the assertion below
-                errors.append(error)
-
-        workers = [threading.Thread(target=report, args=(share,)) for share in shares]
-        for worker in workers:
-            worker.start()
-        for worker in workers:
-            worker.join()
-        assert errors == []
+        assert _report_from_threads(reducer, gradients, rng.permutation(len(shapes)), threads) == []
         assert len(reducer.buckets) > 5
         # each bucket started once, in index order, then the use flags
-        assert len(started) == len(reducer.buckets) + 1
-        assert all(receive is bucket.receive for receive, bucket in zip(started, reducer.buckets))
+        assert len(comm.started) == len(reducer.buckets) + 1
+        assert all(receive is bucket.receive for receive, bucket in zip(comm.started, reducer.buckets))
         summed, _ = reducer.wait()
         for position, gradient in enumerate(summed):
             if position % 7 == 3:
