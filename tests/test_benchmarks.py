@@ -99,11 +99,13 @@ def test_table_f_compares_the_exchange_with_the_raw_allreduce_and_corgi_with_the
         f_record("numpy", 1, 1, ms_per_step=2.0), f_record("corgi", 1, 1, ms_per_step=2.2),
         f_record("numpy", 1, 2, ms_per_step=1.6), f_record("corgi", 1, 2, ms_per_step=1.8),
         f_record("numpy", 2, 1, ms_per_step=1.0),
-        f_record("corgi", 2, 1, ms_per_step=1.2, exchange_us=220.0, counts_us=5.0),
-        f_record("allreduce", 2, 1, allreduce_us=200.0, flat_allreduce_us=190.0),
+        f_record("corgi", 2, 1, ms_per_step=1.2, exchange_us=220.0, raw_us=200.0, counts_us=5.0,
+                 interleaved_ms=1.1, interleaved_floor_ms=1.0),
+        f_record("allreduce", 2, 1, allreduce_us=210.0, flat_allreduce_us=190.0),
     ]
     table = report.table_f(recs)
     corgi2 = cells(table, "corgi 2")
-    assert corgi2[2:8] == ["1.20", "1.20x", "1.50x", "220", "1.10x", "5.00"]  # 1.8 / 1.2 = 1.5x over 1 rank
-    assert "exchange / raw allreduce: 1.10x" in table
-    assert "corgi 2-rank step / numpy 2-rank step: 1.20x" in table
+    # 1.2 / 1.0 across rows, 1.1 / 1.0 alternating, 1.8 / 1.2 = 1.5x over one rank, 220 / 200 in the same run
+    assert corgi2[2:9] == ["1.20", "1.20x", "1.10x", "1.50x", "220", "1.10x", "5.00"]
+    assert "exchange / raw allreduce of the same buckets: 1.10x (220 vs 200 us; goal <= 1.10)" in table
+    assert "corgi 2-rank step / numpy 2-rank step: 1.10x alternating in one run, 1.20x from separate rows" in table

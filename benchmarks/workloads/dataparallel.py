@@ -64,10 +64,6 @@ def shard(args, rank, size):
     return x[part], onehot[part], params
 
 
-def median_us(times):
-    return statistics.median(times) * 1e6
-
-
 def timed_exchanges(comm, exchange, warmup, repeats):
     """Seconds per exchange, each started together after a barrier (so no rank's lateness counts)."""
     for _ in range(warmup):
@@ -83,10 +79,30 @@ def timed_exchanges(comm, exchange, warmup, repeats):
     return max(comm.allgather(statistics.median(out)))
 
 
+def interleaved(comm, contenders, blocks, repeats):
+    """Each contender's time, measured in alternating blocks in the same processes.
+
+    The machine's speed drifts by tens of percent within a minute; blocks of
+    a few dozen calls each, alternating, expose every contender to the same
+    drift. Each block's time is the slowest rank's median; a contender's
+    figure is its fastest block (slowdowns only ever add time), and the
+    median block is kept too.
+    """
+    found = {name: [] for name in contenders}
+    for block in range(blocks):
+        names = list(contenders)
+        if block % 2:
+            names.reverse()
+        for name in names:
+            found[name].append(timed_exchanges(comm, contenders[name], 1, repeats))
+    return {name: (min(times), statistics.median(times)) for name, times in found.items()}
+
+
 # -- the floor -----------------------------------------------------------------
 
 
-def numpy_peer(comm, args):
+def floor_step(comm, args):
+    """The hand-written data-parallel step (``step(report_loss=False)``) on this rank's share."""
     from mpi4py import MPI
 
     from corgi.distributed import DEFAULT_BUCKET_BYTES
@@ -118,6 +134,7 @@ def numpy_peer(comm, args):
         dz1 = dh * (z1 > 0)
         np.sum(dz1, axis=0, out=b1)
         np.matmul(x.T, dz1, out=big)
+        # (mpi4py does not keep the buffers of a non-blocking operation alive: name them)
         summed_small, summed_big = np.empty_like(small), np.empty_like(big)
         MPI.Request.Waitall([comm.Iallreduce(small, summed_small), comm.Iallreduce(big, summed_big)])
         grads = (summed_big, summed_small[2570:2826], summed_small[10:2570].reshape(256, 10), summed_small[0:10])
@@ -127,6 +144,11 @@ def numpy_peer(comm, args):
             return comm.allreduce(float(local)) / total
         return None
 
+    return step
+
+
+def numpy_peer(comm, args):
+    step = floor_step(comm, args)
     first = step(report_loss=True)
     times = common.timed(step, args.warmup, args.repeats)
     return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": step(True)}
@@ -136,6 +158,8 @@ def numpy_peer(comm, args):
 
 
 def corgi_peer(comm, args):
+    from mpi4py import MPI
+
     import corgi.engine
     from corgi import Array
     from corgi.distributed import DataParallel
@@ -154,7 +178,8 @@ def corgi_peer(comm, args):
     times = common.timed(step, args.warmup, args.repeats)
     last = step()
 
-    # the exchange alone, on the gradients of one real backward pass
+    # The exchange alone, on the gradients of one real backward pass, against the raw
+    # Iallreduce of the same buckets (the same send buffers, preallocated receive buffers).
     parallel.forward(xa)
     parallel.backward(ta)
     parallel.synchronize()
@@ -163,15 +188,27 @@ def corgi_peer(comm, args):
         parallel._report()     # every gradient is final: fill and start the buckets
         parallel.synchronize()  # wait for them; the averages become the gradients
 
-    exchange_s = timed_exchanges(comm, exchange, args.warmup, args.exchanges)
+    sends = [bucket.send for bucket in parallel._reducer.buckets]
+    sends[-1] = np.array(model.parameters()[0].gradient().numpy()).reshape(-1)  # the weight, sent alone
+    receives = [np.empty_like(send) for send in sends]
+
+    def raw():
+        MPI.Request.Waitall([comm.Iallreduce(send, receive) for send, receive in zip(sends, receives)])
 
     def counts():  # the step's first exchange alone (in a step it is waited for after the forward pass)
         parallel._start_count(len(x), "benchmark")
         parallel._finish_count("benchmark")
 
-    counts_s = timed_exchanges(comm, counts, args.warmup, args.exchanges)
+    blocks = max(2, args.exchanges // 30)
+    timed = interleaved(comm, {"exchange": exchange, "raw": raw, "counts": counts}, blocks, 30)
+    # and the floor's step against corgi's, alternating in the same processes
+    floor = floor_step(comm, args)
+    steps = interleaved(comm, {"corgi": step, "floor": floor}, max(2, args.repeats // 25), 25)
     return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": last,
-            "exchange_us": exchange_s * 1e6, "counts_us": counts_s * 1e6,
+            "exchange_us": timed["exchange"][0] * 1e6, "raw_us": timed["raw"][0] * 1e6,
+            "exchange_median_block_us": timed["exchange"][1] * 1e6, "raw_median_block_us": timed["raw"][1] * 1e6,
+            "counts_us": timed["counts"][0] * 1e6,
+            "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
             "buckets": [[slot.position for slot in b.slots] for b in parallel._reducer.buckets]}
 
 

@@ -179,6 +179,10 @@ class Reducer:
         self._reset()
 
     def _reset(self) -> None:
+        # Every buffer of an operation in flight stays referenced (by its bucket, or by
+        # self.used/self.users) until wait() has seen it complete: mpi4py does not keep the
+        # buffers of a non-blocking operation alive, and a receive buffer freed early is
+        # written after it was freed (tried: a temporary receive array crashes the rank).
         for bucket in self.buckets:
             bucket.pending = len(bucket.slots)
             bucket.source = bucket.send  # let go of last step's gradient
