@@ -17,7 +17,6 @@ from collections.abc import Sequence
 import numpy as np
 
 from .core import Array
-from .values import read_only
 
 
 def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> list[np.ndarray | None]:
@@ -39,7 +38,10 @@ def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> 
             raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
         node = parameter._node
         gradient = None if node is None else node.gradient
-        found.append(None if gradient is None else read_only(gradient))
+        if gradient is not None:
+            gradient = gradient.view()
+            gradient.setflags(write=False)  # read_only's effect, at a quarter of its cost
+        found.append(gradient)
     return found
 
 

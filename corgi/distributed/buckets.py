@@ -117,7 +117,7 @@ class Bucket:
         """Each slot's piece of this step's (read-only) receive buffer, shaped like its parameter."""
         receive = self.receive
         assert receive is not None
-        receive.flags.writeable = False
+        receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
         if len(self.slots) == 1:
             return [receive.reshape(self.slots[0].shape)]
         return [receive[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
@@ -241,10 +241,20 @@ class Reducer:
         if len(gradients) != len(self.places):
             raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
         with self._lock:
-            for position, gradient in enumerate(gradients):
-                self._take(position, gradient)
-            for index in range(len(self.buckets)):
-                self.ready[index] = True
+            if self.count:
+                raise ValueError(f"{self.where}: gradients were already reported this step")
+            where = self.where
+            for bucket in self.buckets:
+                for member, slot in enumerate(bucket.slots):
+                    bucket.put(member, gradients[slot.position], where)
+                bucket.pending = 0
+            missing = [position for position, gradient in enumerate(gradients) if gradient is None]
+            if missing:
+                self.used = self._everyone.copy()
+                self.used[missing] = 0.0
+            self.reported = [True] * len(self.places)
+            self.count = len(self.places)
+            self.ready = [True] * len(self.buckets)
             self._start_ready()
 
     def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:

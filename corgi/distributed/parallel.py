@@ -119,6 +119,7 @@ class DataParallel:
         self._parameters = parameters
         self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
         self._total = 0  # the global batch of the step under way
+        self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
         self._install(broadcast_parameters(self._link, parameters))
 
     def __repr__(self) -> str:
@@ -323,6 +324,7 @@ class DataParallel:
         self._start_count(0, "DataParallel.skip")
         self._finish_count("DataParallel.skip")
         self._reducer.extra = 0.0
+        self._reported = self.parameters()
         self._reducer.gradients_ready([None] * len(self._reducer.places))
 
     def synchronize(self) -> float:
@@ -343,7 +345,9 @@ class DataParallel:
         if not self._reducer.busy:
             raise ValueError("DataParallel.synchronize: nothing to synchronize; call backward() or skip() first")
         averaged, loss_sum = self._reducer.wait()
-        set_gradients(self.parameters(), averaged, where="DataParallel.synchronize")
+        # the Arrays whose gradients were sent get the averages (the same ones, unless replaced meanwhile)
+        reported, self._reported = self._reported, []
+        set_gradients(reported, averaged, where="DataParallel.synchronize")
         return loss_sum / self._total
 
     def update(self) -> None:
@@ -433,7 +437,8 @@ class DataParallel:
         # This round: every gradient is final once backward() has returned, so all are reported
         # at once. An engine hook will report each one as soon as it is final, during the pass,
         # through Reducer.gradient_ready, and the buckets will go out while the pass goes on.
-        self._reducer.gradients_ready(get_gradients(self.parameters(), "DataParallel"))
+        self._reported = self.parameters()
+        self._reducer.gradients_ready(get_gradients(self._reported, "DataParallel"))
 
     # -- checkpoints ------------------------------------------------------
 
