@@ -228,6 +228,35 @@ def test_benchmark_f_runs_and_corgi_computes_what_the_numpy_floor_does(mpiexec, 
 # -- in one process -------------------------------------------------------------
 
 
+def test_the_abort_hook_reports_the_error_then_aborts_and_is_installed_once(monkeypatch, capsys):
+    from corgi.distributed import comm as comm_module
+    from corgi.distributed import install_abort_hook
+
+    class TwoRanks(LocalComm):
+        size = 2
+
+        def __init__(self):
+            self.aborted = []
+
+        def Abort(self, code=1):
+            self.aborted.append(code)
+
+    monkeypatch.setattr(sys, "excepthook", sys.__excepthook__)
+    monkeypatch.setattr(comm_module, "ABORT_GRACE", 0.0)
+    link = TwoRanks()
+    assert install_abort_hook(link) is True
+    hook = sys.excepthook
+    assert install_abort_hook(link) is True and sys.excepthook is hook  # not wrapped twice
+    try:
+        raise RuntimeError("rank 1 fails")
+    except RuntimeError as error:
+        hook(type(error), error, error.__traceback__)
+    assert "RuntimeError: rank 1 fails" in capsys.readouterr().err  # the traceback first, whole
+    hook(KeyboardInterrupt, KeyboardInterrupt(), None)
+    assert link.aborted == [1, 130]  # then every rank ends: 130 for Ctrl-C, as a shell reports it
+    assert install_abort_hook(LocalComm()) is False  # one process: nothing to abort
+
+
 def test_import_corgi_loads_neither_distributed_nor_mpi4py():
     code = (
         "import sys, corgi, corgi.model, corgi.train; "
