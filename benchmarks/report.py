@@ -210,7 +210,7 @@ def table_f(recs):
     for group in dict.fromkeys(r["group"] for r in recs):
         rows = [r for r in recs if r["group"] == group]
 
-        def step(peer, ranks, threads):
+        def step(peer, ranks, threads, rows=rows):
             return res(first(rows, peer=peer, ranks_setting=ranks, threads_setting=threads), "ms_per_step")
 
         def best_one_rank(peer):
