@@ -198,13 +198,73 @@ def table_d(recs):
     return table(head, rows)
 
 
+def table_f(recs):
+    """(f): step times side by side per batch, the exchange against the raw allreduce, the goals.
+
+    Separate rows run in separate processes, minutes apart on a machine whose
+    speed drifts; so corgi's row also measures, in alternating blocks in the
+    same processes, its exchange against the raw allreduce of the same
+    buckets and its step against the floor's. The goals use those.
+    """
+    out = []
+    for group in dict.fromkeys(r["group"] for r in recs):
+        rows = [r for r in recs if r["group"] == group]
+
+        def step(peer, ranks, threads, rows=rows):
+            return res(first(rows, peer=peer, ranks_setting=ranks, threads_setting=threads), "ms_per_step")
+
+        def best_one_rank(peer):
+            return min((t for t in (step(peer, 1, 1), step(peer, 1, 2)) if t is not None), default=None)
+
+        raw_row = first(rows, peer="allreduce")
+        ref = first(rows, peer="numpy", ranks_setting=2)
+        table_rows = []
+        for r in rows:
+            threads = r["threads_setting"]
+            if not ok(r):
+                table_rows.append([r["label"], str(threads), status_cell(r)] + ["-"] * 7)
+                continue
+            if r["peer"] == "allreduce":
+                table_rows.append([r["label"], str(threads), "-", "-", "-", "-",
+                                   num(res(r, "allreduce_us")), "-", "-",
+                                   f"one flat buffer: {num(res(r, 'flat_allreduce_us'))} us"])
+                continue
+            ranks, ms = r["ranks_setting"], res(r, "ms_per_step")
+            two = ranks == 2 and r["peer"] == "corgi"
+            scaling = f"{best_one_rank(r['peer']) / ms:.2f}x" if ranks == 2 and best_one_rank(r["peer"]) else "-"
+            together = ratio(res(r, "interleaved_ms"), res(r, "interleaved_floor_ms")) if r["peer"] == "corgi" else "-"
+            table_rows.append([r["label"], str(threads), num(ms), ratio(ms, step("numpy", ranks, threads)), together,
+                               scaling, num(res(r, "exchange_us")) if two else "-",
+                               ratio(res(r, "exchange_us"), res(r, "raw_us")) if two else "-",
+                               num(res(r, "counts_us")) if two else "-",
+                               agree(losses(r), losses(ref), 1e-4)])
+        head = ["peer", "BLAS threads per rank", "ms/step", "x numpy (same ranks, threads)",
+                "x numpy, alternating in one run", "2 ranks vs best 1 rank", "exchange us",
+                "x raw allreduce (same run)", "count exchange us", "loss check"]
+        out += [f"**{group}** (global; 2 ranks take half each)", "", table(head, table_rows), ""]
+        corgi2 = first(rows, peer="corgi", ranks_setting=2)
+        goals = []
+        if ok(corgi2) and res(corgi2, "raw_us"):
+            goals.append(f"exchange / raw allreduce of the same buckets: {res(corgi2, 'exchange_us') / res(corgi2, 'raw_us'):.2f}x"
+                         f" ({num(res(corgi2, 'exchange_us'))} vs {num(res(corgi2, 'raw_us'))} us; goal <= 1.10)")
+        if ok(corgi2) and res(corgi2, "interleaved_floor_ms"):
+            goals.append(f"corgi 2-rank step / numpy 2-rank step: {res(corgi2, 'interleaved_ms') / res(corgi2, 'interleaved_floor_ms'):.2f}x"
+                         f" alternating in one run, {ratio(step('corgi', 2, 1), step('numpy', 2, 1))} from separate rows (goal <= 1.15)")
+        if ok(raw_row):
+            goals.append(f"raw allreduce row: {num(res(raw_row, 'allreduce_us'))} us for the buckets")
+        if goals:
+            out += ["; ".join(goals[:2]) + ".", ""]
+    return "\n".join(out).rstrip()
+
+
 TITLES = {
     "a": "(a) MLP 784-256-10 training step, batch 128 (ms/step; best of 1 and 2 BLAS threads)",
     "b": "(b) Per-node overhead: chain of x*w, x+b on 1-element float64 (us per op)",
     "c": "(c) Wide graph: 8 x tanh(X @ W_k) summed, float32, 1 BLAS thread (ms)",
     "d": "(d) Long chain (same ops as b): time and peak RSS over baseline",
+    "f": "(f) Data-parallel MLP 784-256-10 step over MPI, float32 (ms/step; exchange in us)",
 }
-RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d}
+RENDER = {"a": table_a, "b": table_b, "c": table_c, "d": table_d, "f": table_f}
 
 
 def rounds_note(recs):

@@ -4,13 +4,17 @@
     python -m benchmarks.run --quick         # smoke run, small sizes
     python -m benchmarks.run --only a,c --json results.json
     python -m benchmarks.run --only a --rounds 5      # more rounds of the short workloads
+    python -m benchmarks.run --only f                 # data-parallel steps over MPI (mpiexec)
 
 Every (workload, peer, setting) runs in its own child process
 (`python -m benchmarks.workloads.<peer> <workload> ...`), so thread settings
 are fixed before any library loads, one peer's memory or imports cannot
 affect another's, and a broken peer becomes a row saying so.
 
-The short workloads, (a) and (b), run in rounds: every row once per round,
+The data-parallel workload (f) runs each row as `mpiexec -n <ranks> python -m
+benchmarks.workloads.dataparallel <peer> ...`; rank 0 prints the JSON line.
+
+The short workloads, (a), (b) and (f), run in rounds: every row once per round,
 round after round, and each row reports its fastest round. This machine's
 speed drifts by tens of percent over minutes; rows measured once, one after
 the other, would compare moments, not peers.
@@ -18,6 +22,7 @@ the other, would compare moments, not peers.
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -29,8 +34,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {"numpy": "floor", "torch": "torch_peer", "autograd": "autograd_peer",
            "corgi": "corgi_peer"}
 PEERS = tuple(MODULES)
-WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long"}
-ROUNDED = ("a", "b")  # workloads run in interleaved rounds
+WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long", "f": "dataparallel"}
+ROUNDED = ("a", "b", "f")  # workloads run in interleaved rounds
+MPI_WORKLOADS = ("f",)  # run under mpiexec, malloc pinned as for (a): its steps move the same blocks
 CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer of (a). By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
@@ -52,6 +58,7 @@ class Job:
     options: list = field(default_factory=list)
     threads: int = 1
     group: str = ""     # rows compared with each other (e.g. the dtype)
+    ranks: int = 0      # MPI ranks (mpiexec -n), 0 for a plain child process
 
 
 def sizes(quick):
@@ -61,11 +68,13 @@ def sizes(quick):
         return {"a": ["--warmup", "2", "--repeats", "5"],
                 "b": ["--n", "1000", "--warmup", "1", "--repeats", "3"],
                 "c": ["--rows", "128", "--cols", "256", "--warmup", "1", "--repeats", "2"],
-                "d": 10_000, "d_corgi": 100_000}
+                "d": 10_000, "d_corgi": 100_000,
+                "f": ["--warmup", "2", "--repeats", "10", "--exchanges", "20"], "f_batches": (128,)}
     return {"a": ["--warmup", "10", "--repeats", "200"],
             "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
             "c": ["--warmup", "1", "--repeats", "5"],
-            "d": 100_000, "d_corgi": 1_000_000}
+            "d": 100_000, "d_corgi": 1_000_000,
+            "f": ["--warmup", "10", "--repeats", "200", "--exchanges", "300"], "f_batches": (128, 1024)}
 
 
 def plan(only, quick):
@@ -101,6 +110,15 @@ def plan(only, quick):
         n = s["d_corgi"]
         jobs.append(Job("d", "corgi", f"corgi n={n:,}",
                         ["--n", str(n), "--repeats", "1", "--workers", "2"]))
+    if "f" in only:
+        # float32, global batch; the floor and corgi side by side at each (ranks, BLAS threads)
+        for batch in s["f_batches"]:
+            options = s["f"] + ["--batch", str(batch)]
+            for ranks, threads in ((1, 1), (1, 2), (2, 1)):
+                for peer in ("numpy", "corgi"):
+                    jobs.append(Job("f", peer, f"{peer} {ranks} rank{'s' * (ranks > 1)}", options, threads,
+                                    f"batch {batch}", ranks))
+            jobs.append(Job("f", "allreduce", "allreduce 2 ranks", options, 1, f"batch {batch}", 2))
     return jobs
 
 
@@ -116,10 +134,23 @@ def child_env(threads, pin_malloc=False):
     return env
 
 
-def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S, pin_malloc=False):
-    """Run one measurement in a fresh process; always returns a record."""
-    cmd = [sys.executable, "-m", f"benchmarks.workloads.{MODULES[peer]}", workload,
+def find_mpiexec():
+    """mpiexec beside the interpreter (where the mpich wheel puts it) or on PATH."""
+    path = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+    return shutil.which("mpiexec", path=path)
+
+
+def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S, pin_malloc=False, ranks=0):
+    """Run one measurement in a fresh process (``ranks`` of them under mpiexec); always returns a record."""
+    cmd = [sys.executable, "-m", f"benchmarks.workloads.{MODULES.get(peer, peer)}", workload,
            "--threads", str(threads), *options]
+    if ranks:
+        mpiexec = find_mpiexec()
+        if mpiexec is None:
+            return {"peer": peer, "workload": workload, "status": "missing",
+                    "error": "no mpiexec (pip install mpi4py mpich)"}
+        cmd = [mpiexec, "-n", str(ranks), sys.executable, "-m", f"benchmarks.workloads.{workload}", peer,
+               "--threads", str(threads), *options]
     record = {"peer": peer, "workload": workload, "cmd": " ".join(cmd[1:])}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=child_env(threads, pin_malloc), capture_output=True,
@@ -178,10 +209,10 @@ def merge_rounds(records):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    ap.add_argument("--only", default="a,b,c,d", help="workloads to run, e.g. a,c")
+    ap.add_argument("--only", default="a,b,c,d,f", help="workloads to run, e.g. a,c")
     ap.add_argument("--json", metavar="PATH", help="save the raw records here")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds of the short workloads (a, b); default 3")
+                    help="interleaved rounds of the short workloads (a, b, f); default 3")
     args = ap.parse_args(argv)
     only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = [k for k in only if k not in WORKLOADS]
@@ -200,17 +231,19 @@ def main(argv=None):
     t_start = time.perf_counter()
     for i, (job, r) in enumerate(schedule, 1):
         print(f"[{i}/{len(schedule)}] {job.key} {job.label} {job.group} threads={job.threads}"
+              f"{f' ranks={job.ranks}' if job.ranks else ''}"
               f"{f' round {r + 1}' if job.key in ROUNDED and rounds > 1 else ''} ...",
               end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         rec = run_child(job.peer, WORKLOADS[job.key], job.options, job.threads,
-                        pin_malloc=job.key in PINNED_MALLOC)
+                        pin_malloc=job.key in PINNED_MALLOC or job.key in MPI_WORKLOADS, ranks=job.ranks)
         print(f"{rec['status']} ({time.perf_counter() - t0:.1f} s)", file=sys.stderr, flush=True)
         runs[id(job)].append(rec)
     results = []
     for job in jobs:
         rec = merge_rounds(runs[id(job)])
-        rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads)
+        rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads,
+                   ranks_setting=job.ranks)
         results.append(rec)
     machine["load_after"] = os.getloadavg()
     machine["wall_s"] = round(time.perf_counter() - t_start, 1)

@@ -71,8 +71,41 @@ def test_table_a_says_when_two_threads_never_helped_numpy():
 
 def test_short_workloads_run_in_rounds_and_only_a_pins_malloc(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    assert set(run.ROUNDED) == {"a", "b"}
+    assert set(run.ROUNDED) == {"a", "b", "f"}
     assert run.PINNED_MALLOC == ("a",)
     assert "MALLOC_MMAP_THRESHOLD_" in run.child_env(1, pin_malloc=True)
     assert "MALLOC_MMAP_THRESHOLD_" not in run.child_env(2)
     assert run.child_env(2)["OPENBLAS_NUM_THREADS"] == "2"
+
+
+def test_workload_f_runs_peers_side_by_side_under_mpiexec():
+    jobs = [job for job in run.plan(["f"], quick=False) if job.key == "f"]
+    assert {job.group for job in jobs} == {"batch 128", "batch 1024"}
+    settings = {(job.peer, job.ranks, job.threads) for job in jobs if job.group == "batch 128"}
+    assert settings == {(peer, ranks, threads) for peer in ("numpy", "corgi")
+                        for ranks, threads in ((1, 1), (1, 2), (2, 1))} | {("allreduce", 2, 1)}
+    assert all(job.ranks for job in jobs)
+
+
+def f_record(peer, ranks, threads, **results):
+    rec = {"status": "ok", "results": dict(first_loss=2.0, last_loss=1.0, **results)}
+    rec.update(key="f", peer=peer, label=f"{peer} {ranks}", group="batch 128", threads_setting=threads,
+               ranks_setting=ranks)
+    return rec
+
+
+def test_table_f_compares_the_exchange_with_the_raw_allreduce_and_corgi_with_the_floor():
+    recs = [
+        f_record("numpy", 1, 1, ms_per_step=2.0), f_record("corgi", 1, 1, ms_per_step=2.2),
+        f_record("numpy", 1, 2, ms_per_step=1.6), f_record("corgi", 1, 2, ms_per_step=1.8),
+        f_record("numpy", 2, 1, ms_per_step=1.0),
+        f_record("corgi", 2, 1, ms_per_step=1.2, exchange_us=220.0, raw_us=200.0, counts_us=5.0,
+                 interleaved_ms=1.1, interleaved_floor_ms=1.0),
+        f_record("allreduce", 2, 1, allreduce_us=210.0, flat_allreduce_us=190.0),
+    ]
+    table = report.table_f(recs)
+    corgi2 = cells(table, "corgi 2")
+    # 1.2 / 1.0 across rows, 1.1 / 1.0 alternating, 1.8 / 1.2 = 1.5x over one rank, 220 / 200 in the same run
+    assert corgi2[2:9] == ["1.20", "1.20x", "1.10x", "1.50x", "220", "1.10x", "5.00"]
+    assert "exchange / raw allreduce of the same buckets: 1.10x (220 vs 200 us; goal <= 1.10)" in table
+    assert "corgi 2-rank step / numpy 2-rank step: 1.10x alternating in one run, 1.20x from separate rows" in table

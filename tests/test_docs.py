@@ -20,7 +20,8 @@ import corgi.engine as engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DOC_FILES = ["README.md", "docs/README.md", "docs/architecture.md", "docs/engine.md", "docs/tutorial.md", "docs/porting.md"]
+DOC_FILES = ["README.md", "docs/README.md", "docs/architecture.md", "docs/engine.md", "docs/tutorial.md", "docs/porting.md",
+             "docs/distributed.md"]
 FENCE = re.compile(r"^```(\S*)[ \t]*(.*?)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 

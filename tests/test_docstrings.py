@@ -28,7 +28,7 @@ from typing import Iterator
 
 import pytest
 
-PACKAGES = ("corgi", "corgi.engine", "corgi.array", "corgi.layer", "corgi.optimizer")
+PACKAGES = ("corgi", "corgi.engine", "corgi.array", "corgi.layer", "corgi.optimizer", "corgi.distributed")
 MODULES = (
     "corgi.activation",
     "corgi.cost",

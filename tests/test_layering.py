@@ -5,7 +5,8 @@
     activation cost initializer the public Array API (corgi, corgi.array, corgi.numbers)
     layer optimizer             on top of those
     model gradcheck             above them
-    datasets train              at the top (train may import corgi.engine, for --workers)
+    datasets train distributed  at the top (train may import corgi.engine, for --workers;
+                                distributed never does, and nothing below imports it)
 
 A module may import its own layer and the layers below, never one above.
 Modules that do not exist yet are simply not checked; once they exist they
@@ -38,6 +39,7 @@ LAYERS = {
     "corgi.gradcheck": 4,
     "corgi.datasets": 5,
     "corgi.train": 5,
+    "corgi.distributed": 5,  # beside train; loads mpi4py itself, lazily
     "corgi.__main__": 5,
     "corgi": 6,  # corgi/__init__.py: the public surface gathers everything
 }
@@ -126,6 +128,17 @@ def violations(package: Path) -> list[str]:
 def test_corgi_obeys_the_layering():
     assert PACKAGE.is_dir()
     assert violations(PACKAGE) == []
+
+
+def test_only_distributed_imports_mpi4py_and_nothing_imports_distributed():
+    # ``import corgi`` must never need MPI: no other module may import mpi4py or corgi.distributed.
+    for path in sorted(PACKAGE.rglob("*.py")):
+        name = module_name(path, PACKAGE)
+        if owner(name) == "corgi.distributed":
+            continue
+        for line, target in imports(path, PACKAGE):
+            assert target.split(".")[0] != "mpi4py", f"{name}:{line} imports {target}"
+            assert owner(target) != "corgi.distributed", f"{name}:{line} imports {target}"
 
 
 def test_the_rules_cover_the_modules_style_md_names():

@@ -1,0 +1,291 @@
+"""(f) Data-parallel MLP steps over MPI: corgi's DataParallel, the numpy floor, the raw allreduce.
+
+Run by the driver under mpiexec, one process per rank:
+
+    mpiexec -n 2 python -m benchmarks.workloads.dataparallel corgi --batch 1024
+
+``--batch`` is the global batch; rank r trains on its ``numpy.array_split``
+share of it. Peers:
+
+- ``numpy``: the floor, a hand-written data-parallel loop on mpi4py. The
+  784-256-10 MLP's forward and backward by hand (as in floor.py), the
+  gradient of the global mean loss written straight into the same bucket
+  buffers corgi uses (the weight matrix's product computed into its own
+  buffer, the small gradients into one flat buffer), one ``Iallreduce`` per
+  bucket, then new parameter arrays from the summed gradients.
+- ``corgi``: ``corgi.distributed.DataParallel`` around a ``corgi.model.Model``
+  of the same network and cost (softmax cross-entropy on the logits), plain
+  SGD; ``step(x, y)``. Also times its gradient exchange alone: from
+  "every gradient is final" to "every parameter holds the average".
+- ``allreduce``: the raw cost of the same buckets' ``Iallreduce`` (into
+  preallocated buffers), and of one blocking ``Allreduce`` of all gradients
+  in one flat buffer, as measured in issue 13.
+
+Rank 0 prints one JSON line (the driver reads it); times are medians over
+``--repeats`` steps, or over exchanges each started after a barrier.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import os
+import statistics
+import sys
+import time
+import traceback
+
+import numpy as np
+
+from benchmarks.workloads import common
+
+PEERS = ("numpy", "corgi", "allreduce")
+
+
+def parse(argv):
+    p = argparse.ArgumentParser()
+    p.add_argument("peer", choices=PEERS)
+    p.add_argument("--batch", type=int, default=128, help="global batch")
+    p.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    p.add_argument("--threads", type=int, default=1, help="BLAS threads per rank")
+    p.add_argument("--workers", type=int, default=0,
+                   help="corgi's backward-pass workers per rank (0: the ranks already fill the cores)")
+    p.add_argument("--warmup", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=200)
+    p.add_argument("--exchanges", type=int, default=300, help="timed exchanges (each after a barrier)")
+    return p.parse_args(argv)
+
+
+def shard(args, rank, size):
+    """This rank's share of the global batch, and the parameters every rank starts from."""
+    x, _, onehot, params = common.mlp_data(np.dtype(args.dtype), args.batch)
+    part = np.array_split(np.arange(args.batch), size)[rank]
+    return x[part], onehot[part], params
+
+
+def timed_exchanges(comm, exchange, warmup, repeats):
+    """Seconds per exchange, each started together after a barrier (so no rank's lateness counts)."""
+    for _ in range(warmup):
+        comm.Barrier()
+        exchange()
+    out = []
+    for _ in range(repeats):
+        comm.Barrier()
+        start = time.perf_counter()
+        exchange()
+        out.append(time.perf_counter() - start)
+    # every rank's median, and the slowest rank's counts: the exchange ends when the last one does
+    return max(comm.allgather(statistics.median(out)))
+
+
+def interleaved(comm, contenders, blocks, repeats):
+    """Each contender's time, measured in alternating blocks in the same processes.
+
+    The machine's speed drifts by tens of percent within a minute; blocks of
+    a few dozen calls each, alternating, expose every contender to the same
+    drift. Each block's time is the slowest rank's median; a contender's
+    figure is its fastest block (slowdowns only ever add time), and the
+    median block is kept too.
+    """
+    found = {name: [] for name in contenders}
+    for block in range(blocks):
+        names = list(contenders)
+        if block % 2:
+            names.reverse()
+        for name in names:
+            found[name].append(timed_exchanges(comm, contenders[name], 1, repeats))
+    return {name: (min(times), statistics.median(times)) for name, times in found.items()}
+
+
+# -- the floor -----------------------------------------------------------------
+
+
+def floor_step(comm, args):
+    """The hand-written data-parallel step (``step(report_loss=False)``) on this rank's share."""
+    from mpi4py import MPI
+
+    from corgi.distributed import DEFAULT_BUCKET_BYTES
+    from corgi.distributed.buckets import plan
+
+    x, t, params = shard(args, comm.rank, comm.size)
+    total = args.batch
+    shapes = [p.shape for p in params]
+    layout = plan(shapes, [p.dtype for p in params], DEFAULT_BUCKET_BYTES)
+    assert layout == [[3, 2, 1], [0]], layout  # the buffers below are corgi's buckets for this MLP
+    small = np.empty(sum(params[i].size for i in layout[0]), dtype=x.dtype)
+    big = np.empty(shapes[0], dtype=x.dtype)
+    b2, w2, b1 = (small[0:10], small[10:2570].reshape(256, 10), small[2570:2826])
+    state = {"params": params}
+
+    def step(report_loss=False):
+        w1, b1_, w2_, b2_ = state["params"]
+        z1 = x @ w1 + b1_
+        h = np.maximum(z1, 0)
+        z2 = h @ w2_ + b2_
+        z2 = z2 - z2.max(axis=1, keepdims=True)
+        e = np.exp(z2)
+        s = e.sum(axis=1, keepdims=True)
+        # the gradient of the global mean loss: this rank's sum over its rows, over the global batch
+        dz2 = (e / s - t) / total
+        np.sum(dz2, axis=0, out=b2)
+        np.matmul(h.T, dz2, out=w2)
+        dh = dz2 @ w2_.T
+        dz1 = dh * (z1 > 0)
+        np.sum(dz1, axis=0, out=b1)
+        np.matmul(x.T, dz1, out=big)
+        # (mpi4py does not keep the buffers of a non-blocking operation alive: name them)
+        summed_small, summed_big = np.empty_like(small), np.empty_like(big)
+        MPI.Request.Waitall([comm.Iallreduce(small, summed_small), comm.Iallreduce(big, summed_big)])
+        grads = (summed_big, summed_small[2570:2826], summed_small[10:2570].reshape(256, 10), summed_small[0:10])
+        state["params"] = [p - common.MLP_LR * g for p, g in zip(state["params"], grads)]
+        if report_loss:
+            local = -(t * (z2 - np.log(s))).sum()
+            return comm.allreduce(float(local)) / total
+        return None
+
+    return step
+
+
+def numpy_peer(comm, args):
+    step = floor_step(comm, args)
+    first = step(report_loss=True)
+    times = common.timed(step, args.warmup, args.repeats)
+    return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": step(True)}
+
+
+# -- corgi -----------------------------------------------------------------------
+
+
+def corgi_peer(comm, args):
+    from mpi4py import MPI
+
+    import corgi.engine
+    from corgi import Array
+    from corgi.distributed import DataParallel
+
+    corgi.engine.configure(workers=args.workers)
+    x, t, params = shard(args, comm.rank, comm.size)
+    dtype = np.dtype(args.dtype).type
+    model = _corgi_model(params, dtype)
+    parallel = DataParallel(model, comm)
+    xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
+
+    def step():
+        return parallel.step(xa, ta)
+
+    first = step()
+    times = common.timed(step, args.warmup, args.repeats)
+    last = step()
+
+    # The exchange alone, on the gradients of one real backward pass, against the raw
+    # Iallreduce of the same buckets (the same send buffers, preallocated receive buffers).
+    parallel.forward(xa)
+    parallel.backward(ta)
+    parallel.synchronize()
+
+    def exchange():
+        parallel._report()     # every gradient is final: fill and start the buckets
+        parallel.synchronize()  # wait for them; the averages become the gradients
+
+    sends = [bucket.send for bucket in parallel._reducer.buckets]
+    sends[-1] = np.array(model.parameters()[0].gradient().numpy()).reshape(-1)  # the weight, sent alone
+    receives = [np.empty_like(send) for send in sends]
+
+    def raw():
+        MPI.Request.Waitall([comm.Iallreduce(send, receive) for send, receive in zip(sends, receives)])
+
+    def counts():  # the step's first exchange alone (in a step it is waited for after the forward pass)
+        parallel._start_count(len(x), "benchmark")
+        parallel._finish_count("benchmark")
+
+    blocks = max(2, args.exchanges // 30)
+    timed = interleaved(comm, {"exchange": exchange, "raw": raw, "counts": counts}, blocks, 30)
+    # and the floor's step against corgi's, alternating in the same processes
+    floor = floor_step(comm, args)
+    steps = interleaved(comm, {"corgi": step, "floor": floor}, max(2, args.repeats // 25), 25)
+    return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": last,
+            "exchange_us": timed["exchange"][0] * 1e6, "raw_us": timed["raw"][0] * 1e6,
+            "exchange_median_block_us": timed["exchange"][1] * 1e6, "raw_median_block_us": timed["raw"][1] * 1e6,
+            "counts_us": timed["counts"][0] * 1e6,
+            "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
+            "buckets": [[slot.position for slot in b.slots] for b in parallel._reducer.buckets]}
+
+
+def _corgi_model(params, dtype):
+    """The 784-256-10 MLP as a corgi Model, starting from the shared parameters."""
+    from corgi import Array, activation, cost, initializer
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import GradientDescent
+
+    he = initializer.make_he(rng=0)
+    model = Model([Dense(784, 256, he, activation.make_relu()), Dense(256, 10, he)],
+                  GradientDescent(common.MLP_LR), cost.make_softmax_cross_entropy())
+    model.set_parameters([Array(p, dtype=dtype).tracked() for p in params])
+    return model
+
+
+# -- the raw allreduce -------------------------------------------------------------
+
+
+def allreduce_peer(comm, args):
+    from mpi4py import MPI
+
+    from corgi.distributed import DEFAULT_BUCKET_BYTES
+    from corgi.distributed.buckets import plan
+
+    _, _, params = shard(args, comm.rank, comm.size)
+    layout = plan([p.shape for p in params], [p.dtype for p in params], DEFAULT_BUCKET_BYTES)
+    sends = [np.concatenate([params[i].reshape(-1) for i in bucket]) for bucket in layout]
+    receives = [np.empty_like(send) for send in sends]
+
+    def buckets():
+        MPI.Request.Waitall([comm.Iallreduce(s, r) for s, r in zip(sends, receives)])
+
+    flat = np.concatenate(sends)
+    flat_out = np.empty_like(flat)
+
+    def one_flat():
+        comm.Allreduce(flat, flat_out)
+
+    return {"allreduce_us": timed_exchanges(comm, buckets, args.warmup, args.exchanges) * 1e6,
+            "flat_allreduce_us": timed_exchanges(comm, one_flat, args.warmup, args.exchanges) * 1e6,
+            "values": int(flat.size), "buckets": layout}
+
+
+def main(argv=None):
+    args = parse(sys.argv[1:] if argv is None else argv)
+    record = {"peer": args.peer, "workload": "dataparallel", "params": vars(args).copy()}
+    record["threads"] = common.limit_threads(args.threads)
+    try:
+        from mpi4py import MPI
+    except ImportError as error:
+        record.update(status="missing", error=f"{type(error).__name__}: {error}")
+        print(json.dumps(record), flush=True)
+        return
+    comm = MPI.COMM_WORLD
+    record["ranks"] = comm.size
+    try:
+        peer = {"numpy": numpy_peer, "corgi": corgi_peer, "allreduce": allreduce_peer}[args.peer]
+        gc.collect()
+        record["results"] = peer(comm, args)
+        record["status"] = "ok"
+    except Exception as error:  # noqa: BLE001 - a failing peer becomes a row saying so
+        record.update(status="error", error=f"{type(error).__name__}: {error}",
+                      traceback=traceback.format_exc(limit=4))
+    if comm.rank == 0:
+        print(json.dumps(record), flush=True)
+    if record["status"] != "ok" and comm.size > 1:
+        # the other ranks may be waiting in a collective operation: end them (rank 0's line is out)
+        sys.stderr.write(record["traceback"])
+        sys.stderr.flush()
+        time.sleep(0.1)
+        comm.Abort(1)
+    sys.stdout.flush()
+    comm.Barrier()
+    os._exit(0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,344 @@
+"""Gradient buckets: each rank's gradients summed across ranks, a few flat buffers at a time.
+
+Parameters are grouped into buckets, in reverse order (the last layer's
+gradients are final first in a backward pass), one dtype per bucket, each
+bucket holding at most ``bucket_bytes`` unless a single parameter is bigger.
+Every rank computes the same plan from the same parameter signature, so
+buckets are numbered alike everywhere, and they are always started in that
+order: MPI requires every rank to start its collective operations in the
+same order.
+
+A bucket is summed with one non-blocking ``Iallreduce`` (or an ``Ireduce`` to
+rank 0 and an ``Ibcast``, when ``reduction="reduce-broadcast"``). What it
+sends: a reusable flat buffer, made once, into which its parameters'
+gradients are copied; a bucket of one parameter sends that gradient as it is
+(no copy), when it is laid out row-major. What it receives: a new flat array
+each step, whose pieces become the parameters' averaged gradients. A new
+array, because gradients are values and values never change; receiving into
+a reused buffer would cost a copy of every gradient on top.
+
+The moment a bucket can be sent is one call, ``bucket_ready(index)``. In this
+round ``DataParallel`` reports every gradient after ``backward()`` returns;
+an engine hook that reports each parameter's gradient as soon as it is final
+will make the same calls during the pass, so sending overlaps the backward.
+``gradient_ready`` and ``bucket_ready`` are therefore safe to call from any
+thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from .comm import Request, Transport
+
+REDUCTIONS = ("allreduce", "reduce-broadcast")
+
+
+@dataclass(frozen=True)
+class Slot:
+    """Where one parameter's gradient lives: its bucket, and its place in the bucket's flat buffer."""
+
+    position: int
+    bucket: int
+    offset: int
+    shape: tuple[int, ...]
+    size: int
+
+
+def plan(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], bucket_bytes: int) -> list[list[int]]:
+    """The parameters' positions in each bucket, buckets in sending order.
+
+    Positions are taken last first; a bucket holds one dtype and at most
+    ``bucket_bytes``, unless one parameter alone is bigger (it then has a
+    bucket of its own).
+
+    >>> f4, f8 = np.dtype("float32"), np.dtype("float64")
+    >>> plan([(784, 256), (256,), (256, 10), (10,)], [f4] * 4, bucket_bytes=65536)
+    [[3, 2, 1], [0]]
+    >>> plan([(4,), (4,), (4,)], [f4, f8, f4], bucket_bytes=1024)
+    [[2, 0], [1]]
+    """
+    buckets: list[list[int]] = []
+    open_bucket: dict[np.dtype, tuple[int, int]] = {}  # dtype -> (bucket index, bytes so far)
+    for position in reversed(range(len(shapes))):
+        dtype = np.dtype(dtypes[position])
+        size = int(np.prod(shapes[position], dtype=np.int64)) * dtype.itemsize
+        current = open_bucket.get(dtype)
+        if current is None or (current[1] + size > bucket_bytes and current[1] > 0):
+            buckets.append([position])
+            open_bucket[dtype] = (len(buckets) - 1, size)
+        else:
+            buckets[current[0]].append(position)
+            open_bucket[dtype] = (current[0], current[1] + size)
+    return buckets
+
+
+class Bucket:
+    """One flat buffer's worth of gradients: its slots, its reusable send buffer, and this step's state."""
+
+    def __init__(self, index: int, slots: list[Slot], dtype: np.dtype) -> None:
+        self.index = index
+        self.slots = slots
+        self.dtype = dtype
+        self.size = sum(slot.size for slot in slots)
+        self.send = np.zeros(self.size, dtype=dtype)  # made once, reused every step
+        # each slot's place in the send buffer, shaped like its parameter, made once
+        self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
+        self.pending = len(slots)
+        self.source: np.ndarray = self.send
+        self.receive: np.ndarray | None = None
+
+    def put(self, member: int, gradient: np.ndarray | None, where: str) -> None:
+        """Take this step's gradient of the bucket's ``member``-th slot (None: none on this rank)."""
+        slot = self.slots[member]
+        if gradient is None:
+            self.regions[member].fill(0)
+            self.source = self.send
+            return
+        if gradient.shape != slot.shape or gradient.dtype != self.dtype:
+            raise ValueError(
+                f"{where}: the gradient of parameter {slot.position} has dimensions {gradient.shape} "
+                f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
+            )
+        if len(self.slots) == 1 and gradient.flags.c_contiguous:
+            # The gradient itself is the send buffer; MPI only reads it. (mpi4py would
+            # also take a column-major array and send it in memory order, scrambled,
+            # hence the explicit row-major check.)
+            self.source = gradient.reshape(-1)
+            return
+        np.copyto(self.regions[member], gradient)
+        self.source = self.send
+
+    def received(self) -> list[np.ndarray]:
+        """Each slot's piece of this step's (read-only) receive buffer, shaped like its parameter."""
+        receive = self.receive
+        assert receive is not None
+        receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
+        if len(self.slots) == 1:
+            return [receive.reshape(self.slots[0].shape)]
+        return [receive[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
+
+
+class Reducer:
+    """Sums the ranks' gradients bucket by bucket: ``gradient_ready`` for each parameter, then ``wait``.
+
+    >>> from corgi.distributed import LocalComm
+    >>> f8 = np.dtype("float64")
+    >>> reducer = Reducer(LocalComm(), [(2, 2), (2,)], [f8, f8], bucket_bytes=1024)
+    >>> [[slot.position for slot in bucket.slots] for bucket in reducer.buckets]
+    [[1, 0]]
+    >>> reducer.gradient_ready(0, np.ones((2, 2)))
+    >>> reducer.gradient_ready(1, None)          # no gradient on this rank: it sends zeros
+    >>> reducer.wait()                           # ... and on no rank: it gets none
+    ([array([[1., 1.],
+           [1., 1.]]), None], 0.0)
+
+    After the buckets, one small exchange counts, for each parameter, the
+    ranks that had a gradient for it: a parameter no rank used gets no
+    gradient (``None``), as in a single process, rather than zeros that a
+    momentum or Adam step would still act on. It also sums one number per
+    rank, ``extra`` (DataParallel sends its share of the loss there), which
+    ``wait`` returns beside the gradients.
+    """
+
+    def __init__(
+        self,
+        link: Transport,
+        shapes: Sequence[tuple[int, ...]],
+        dtypes: Sequence[np.dtype],
+        bucket_bytes: int,
+        reduction: str = "allreduce",
+        where: str = "Reducer",
+    ) -> None:
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self.link = link
+        self.reduction = reduction
+        self.where = where
+        self.buckets: list[Bucket] = []
+        # parameter position -> (bucket, its member index in the bucket)
+        self.places: list[tuple[Bucket, int]] = [None] * len(shapes)  # type: ignore[list-item]
+        for index, positions in enumerate(plan(shapes, dtypes, bucket_bytes)):
+            slots, offset = [], 0
+            for position in positions:
+                size = int(np.prod(shapes[position], dtype=np.int64))
+                slots.append(Slot(position, index, offset, tuple(shapes[position]), size))
+                offset += size
+            bucket = Bucket(index, slots, np.dtype(dtypes[positions[0]]))
+            self.buckets.append(bucket)
+            for member, position in enumerate(positions):
+                self.places[position] = (bucket, member)
+        # the use flags (1.0 where this rank has a gradient), then ``extra``; summed over ranks
+        self._everyone = np.ones(len(shapes) + 1)
+        self.users = np.empty(len(shapes) + 1)  # read at once in wait, so made once
+        self._lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        # Every buffer of an operation in flight stays referenced (by its bucket, or by
+        # self.used/self.users) until wait() has seen it complete: mpi4py does not keep the
+        # buffers of a non-blocking operation alive, and a receive buffer freed early is
+        # written after it was freed (tried: a temporary receive array crashes the rank).
+        for bucket in self.buckets:
+            bucket.pending = len(bucket.slots)
+            bucket.source = bucket.send  # let go of last step's gradient
+            bucket.receive = None
+        self.reported = [False] * len(self.places)
+        self.count = 0  # how many of them are True
+        self.used: np.ndarray | None = None  # the flags, when this rank lacks a gradient
+        self.extra = 0.0
+        self.ready = [False] * len(self.buckets)
+        self.started = 0  # buckets 0 .. started-1 are on their way
+        self.requests: list[Request] = []
+
+    @property
+    def busy(self) -> bool:
+        """Whether this step's exchange has begun and ``wait`` has not collected it yet.
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
+        >>> reducer.busy, reducer.gradient_ready(0, np.ones(1)), reducer.busy
+        (False, None, True)
+        """
+        return self.count > 0
+
+    def gradient_ready(self, position: int, gradient: np.ndarray | None) -> None:
+        """Parameter ``position``'s gradient for this step is final (None: it has none here).
+
+        When that completes its bucket, the bucket is ready to send. (An
+        engine hook will call this during the backward pass, from any thread.)
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
+        >>> reducer.gradient_ready(0, np.ones(1))
+        >>> reducer.gradient_ready(0, np.ones(1))
+        Traceback (most recent call last):
+        ...
+        ValueError: Reducer: parameter 0's gradient was already reported this step
+        """
+        with self._lock:
+            bucket = self._take(position, gradient)
+            complete = bucket.pending == 0
+        if complete:
+            self.bucket_ready(bucket.index)
+
+    def gradients_ready(self, gradients: Sequence[np.ndarray | None]) -> None:
+        """Every parameter's gradient for this step at once, in parameter order: every bucket is sent.
+
+        The same as ``gradient_ready`` for each, in one call (the path taken
+        when every gradient is final at once, after ``backward()``).
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
+        >>> reducer.gradients_ready([np.ones(1), np.full(2, 3.0)])
+        >>> reducer.wait()
+        ([array([1.]), array([3., 3.])], 0.0)
+        """
+        if len(gradients) != len(self.places):
+            raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
+        with self._lock:
+            if self.count:
+                raise ValueError(f"{self.where}: gradients were already reported this step")
+            where = self.where
+            for bucket in self.buckets:
+                for member, slot in enumerate(bucket.slots):
+                    bucket.put(member, gradients[slot.position], where)
+                bucket.pending = 0
+            missing = [position for position, gradient in enumerate(gradients) if gradient is None]
+            if missing:
+                self.used = self._everyone.copy()
+                self.used[missing] = 0.0
+            self.reported = [True] * len(self.places)
+            self.count = len(self.places)
+            self.ready = [True] * len(self.buckets)
+            self._start_ready()
+
+    def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:
+        if self.reported[position]:
+            raise ValueError(f"{self.where}: parameter {position}'s gradient was already reported this step")
+        bucket, member = self.places[position]
+        bucket.put(member, gradient, self.where)
+        self.reported[position] = True
+        self.count += 1
+        if gradient is None:
+            if self.used is None:
+                self.used = self._everyone.copy()
+            self.used[position] = 0.0
+        bucket.pending -= 1
+        return bucket
+
+    def bucket_ready(self, index: int) -> None:
+        """Bucket ``index`` holds every gradient it needs: send it, once every bucket before it is sent.
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
+        >>> reducer.bucket_ready(0)
+        Traceback (most recent call last):
+        ...
+        ValueError: Reducer: bucket 0 is not ready: 1 of its gradients are missing
+        """
+        with self._lock:
+            bucket = self.buckets[index]
+            if bucket.pending:
+                raise ValueError(
+                    f"{self.where}: bucket {index} is not ready: {bucket.pending} of its gradients are missing"
+                )
+            self.ready[index] = True
+            self._start_ready()
+
+    def _start_ready(self) -> None:
+        # every rank starts its buckets in index order, whatever order they became ready in
+        link, buckets = self.link, self.buckets
+        while self.started < len(buckets) and self.ready[self.started]:
+            bucket = buckets[self.started]
+            bucket.receive = np.empty(bucket.size, dtype=bucket.dtype)
+            if self.reduction == "allreduce":
+                self.requests.append(link.Iallreduce(bucket.source, bucket.receive))
+            else:
+                root = link.rank == 0
+                self.requests.append(link.Ireduce(bucket.source, bucket.receive if root else None, root=0))
+            self.started += 1
+            if self.started == len(buckets):
+                used = self._everyone if self.used is None else self.used
+                used[-1] = self.extra
+                self.requests.append(link.Iallreduce(used, self.users))
+
+    def wait(self) -> tuple[list[np.ndarray | None], float]:
+        """Wait for every bucket: each parameter's gradient summed over the ranks (in parameter order), and ``extra``'s sum.
+
+        Every gradient must have been reported. The arrays are new and
+        read-only; a parameter that had no gradient on any rank gets None.
+        """
+        with self._lock:
+            if self.count < len(self.places):
+                missing = [position for position, seen in enumerate(self.reported) if not seen]
+                raise ValueError(f"{self.where}: no gradient was reported for parameters {missing}")
+            requests = self.requests
+            if self.reduction == "reduce-broadcast":
+                requests = self._broadcast(requests)
+            self.link.waitall(requests)
+            summed: list[np.ndarray | None] = [None] * len(self.places)
+            for bucket in self.buckets:
+                for slot, gradient in zip(bucket.slots, bucket.received()):
+                    summed[slot.position] = gradient
+            if self.used is not None:  # this rank lacked a gradient: did any rank have it?
+                for position, users in enumerate(self.users[:-1].tolist()):
+                    if not users:
+                        summed[position] = None
+            extra = float(self.users[-1])
+            self._reset()
+        return summed, extra
+
+    def _broadcast(self, reductions: list[Request]) -> list[Request]:
+        """Rank 0 sends each reduced bucket back out, as soon as its reduction is done."""
+        broadcasts = []
+        for request, bucket in zip(reductions, self.buckets):  # the flags' request, last, is left out
+            if self.link.rank == 0:
+                request.Wait()
+            assert bucket.receive is not None
+            broadcasts.append(self.link.Ibcast(bucket.receive, root=0))
+        return reductions + broadcasts

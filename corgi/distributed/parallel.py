@@ -1,0 +1,495 @@
+"""DataParallel: one model trained by many processes, each on its share of every batch.
+
+Each rank holds the same parameters. A step: every rank runs the forward and
+backward pass on its share of the global batch; the ranks sum their
+gradients, each weighted by its share of the global batch; every rank then
+makes the same update with the same averaged gradient, so the parameters stay
+bitwise identical. The weighting is done by the backward pass itself: rank r
+starts it from ``n_r / N`` instead of 1 (``n_r`` its examples, ``N`` the
+global batch), so its gradients arrive already scaled and the sum over ranks
+is the gradient of the mean loss over the global batch, as one process would
+compute it, whatever the split.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any, Union
+
+import numpy as np
+
+from ..array import Array, get_gradients, set_gradients
+from ..checks import whole_number
+from ..model import Model
+from ..optimizer import Optimizer
+from .buckets import REDUCTIONS, Reducer
+from .comm import Comm, Request, Transport, install_abort_hook, transport
+from .signature import Signature, first_difference
+from .state import broadcast_parameters, digest, load_everywhere, save_on_root
+
+# Two buckets for the 784-256-10 MLP (its 11 kB of small gradients, then the 803 kB weight
+# matrix on its own, sent without a copy); see docs/distributed.md for the measurements.
+DEFAULT_BUCKET_BYTES = 256 * 1024
+
+Path = Union[str, "os.PathLike[str]"]
+
+
+def examples(values: Any) -> int:
+    """How many examples a batch holds: its first dimension, or 1 for a single 1-D example.
+
+    >>> examples(np.zeros((32, 64))), examples(np.zeros(64)), examples(np.zeros((0, 64)))
+    (32, 1, 0)
+    """
+    shape = values.dimensions if isinstance(values, Array) else np.shape(values)
+    if len(shape) >= 2:
+        return int(shape[0])
+    return 0 if shape == (0,) else 1
+
+
+class DataParallel:
+    """Train a Model (or a list of parameters) on every rank of an MPI communicator at once.
+
+    ``target`` is a ``Model`` or a sequence of Arrays (then pass the
+    ``optimizer`` that updates them). ``comm`` is an mpi4py communicator
+    (default ``MPI.COMM_WORLD``) or ``LocalComm()`` for one process without
+    MPI. Wrapping is collective: every rank must wrap a model with the same
+    parameter names, dimensions and dtypes (else every rank raises a
+    ValueError naming the first difference), and every rank then holds rank
+    0's parameters (new Arrays; nothing is changed in place).
+
+    ``bucket_bytes`` bounds the flat buffers gradients are summed in;
+    ``reduction`` is ``"allreduce"`` (one ``Iallreduce`` per bucket) or
+    ``"reduce-broadcast"`` (``Ireduce`` to rank 0 then ``Ibcast``: identical
+    bits on every rank by construction, whatever the MPI library; slower).
+    With ``abort_on_error`` an uncaught exception on any rank ends every rank
+    (``install_abort_hook``).
+
+    >>> from corgi import Array, activation, cost, initializer
+    >>> from corgi.distributed import LocalComm
+    >>> from corgi.layer import Dense
+    >>> from corgi.optimizer import GradientDescent
+    >>> model = Model([Dense(2, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+    >>> parallel = DataParallel(model, comm=LocalComm())
+    >>> x, y = np.array([[1.0, 0.0], [0.0, 1.0]]), np.array([[1.0], [0.0]])
+    >>> losses = [parallel.step(x, y) for _ in range(30)]
+    >>> losses[-1] < losses[0], parallel.rank, parallel.size
+    (True, 0, 1)
+    """
+
+    def __init__(
+        self,
+        target: Model | Sequence[Array],
+        comm: Comm = None,
+        *,
+        optimizer: Optimizer | None = None,
+        bucket_bytes: int = DEFAULT_BUCKET_BYTES,
+        reduction: str = "allreduce",
+        abort_on_error: bool = True,
+    ) -> None:
+        where = "DataParallel"
+        self.model: Model | None = None
+        self.optimizer = optimizer
+        if isinstance(target, Model):
+            if optimizer is not None:
+                raise TypeError(f"{where}: a Model brings its own optimizer; pass optimizer only with a list of parameters")
+            self.model = target
+            named = target.named_parameters()
+        else:
+            if isinstance(target, (str, bytes)) or not hasattr(target, "__iter__"):
+                raise TypeError(f"{where}: expects a Model or a sequence of Arrays, got {type(target).__name__}")
+            named = [(f"parameter {position}", parameter) for position, parameter in enumerate(target)]
+            for name, parameter in named:
+                if not isinstance(parameter, Array):
+                    raise TypeError(f"{where}: {name} must be an Array, got {type(parameter).__name__}")
+        bucket_bytes = whole_number(bucket_bytes, "bucket_bytes", where, minimum=1)
+        if reduction not in REDUCTIONS:
+            raise ValueError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
+        self._link: Transport = transport(comm)
+        if abort_on_error:
+            install_abort_hook(self._link)
+        parameters = [parameter for _, parameter in named]
+        signature = Signature.of(named, bucket_bytes=bucket_bytes, reduction=reduction)
+        problem = first_difference(self._link.allgather(signature))
+        if problem:
+            raise ValueError(f"{where}: the ranks disagree: {problem}")
+        self._reducer = Reducer(
+            self._link, signature.shapes, [np.dtype(d) for d in signature.dtypes], bucket_bytes, reduction, where
+        )
+        self._parameters = parameters
+        self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
+        self._total = 0  # the global batch of the step under way
+        self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
+        self._install(broadcast_parameters(self._link, parameters))
+
+    def __repr__(self) -> str:
+        what = repr(self.model) if self.model is not None else f"{len(self._parameters)} parameters"
+        return f"DataParallel({what}, rank {self.rank} of {self.size})"
+
+    @property
+    def rank(self) -> int:
+        """This process's rank, 0 to ``size - 1``.
+
+        >>> from corgi.distributed import LocalComm
+        >>> DataParallel([Array([1.0]).tracked()], LocalComm()).rank
+        0
+        """
+        return self._link.rank
+
+    @property
+    def size(self) -> int:
+        """How many ranks train together.
+
+        >>> from corgi.distributed import LocalComm
+        >>> DataParallel([Array([1.0]).tracked()], LocalComm()).size
+        1
+        """
+        return self._link.size
+
+    # -- parameters -------------------------------------------------------
+
+    def parameters(self) -> list[Array]:
+        """The current parameters (the model's, or the list's), in order.
+
+        >>> from corgi.distributed import LocalComm
+        >>> DataParallel([Array([1.0, 2.0]).tracked()], LocalComm()).parameters()
+        [Array(dimensions=(2,), values=[1.0, 2.0], tracked)]
+        """
+        if self.model is not None:
+            return self.model.parameters()
+        return list(self._parameters)
+
+    def set_parameters(self, parameters: Sequence[Array]) -> None:
+        """Replace the parameters with others of the same dimensions and dtypes (on every rank alike).
+
+        >>> from corgi.distributed import LocalComm
+        >>> parallel = DataParallel([Array([1.0]).tracked()], LocalComm())
+        >>> parallel.set_parameters([Array([2.0]).tracked()])
+        >>> parallel.parameters()
+        [Array(dimensions=(1,), values=[2.0], tracked)]
+        >>> parallel.set_parameters([Array([1.0, 2.0])])
+        Traceback (most recent call last):
+        ...
+        ValueError: DataParallel.set_parameters: parameter 0 has dimensions (2,) and dtype float64, the wrapped one (1,) and float64
+        """
+        parameters = list(parameters)
+        current = self.parameters()
+        if len(parameters) != len(current):
+            raise ValueError(f"DataParallel.set_parameters: expects {len(current)} arrays, got {len(parameters)}")
+        for position, (new, old) in enumerate(zip(parameters, current)):
+            if not isinstance(new, Array):
+                raise TypeError(f"DataParallel.set_parameters: parameter {position} must be an Array, got {type(new).__name__}")
+            if new.dimensions != old.dimensions or new.dtype != old.dtype:
+                raise ValueError(
+                    f"DataParallel.set_parameters: parameter {position} has dimensions {new.dimensions} and dtype "
+                    f"{new.dtype}, the wrapped one {old.dimensions} and {old.dtype}"
+                )
+        self._install(parameters)
+
+    def _install(self, parameters: list[Array]) -> None:
+        if self.model is not None:
+            self.model.set_parameters(parameters)
+        else:
+            self._parameters = parameters
+
+    def digest(self) -> str:
+        """A hash of this rank's parameters (dimensions, dtypes and every bit of the values).
+
+        >>> from corgi.distributed import LocalComm
+        >>> a = DataParallel([Array([1.0, 2.0]).tracked()], LocalComm())
+        >>> b = DataParallel([Array([1.0, 2.0]).tracked()], LocalComm())
+        >>> a.digest() == b.digest(), len(a.digest())
+        (True, 32)
+        """
+        return digest(self.parameters())
+
+    def in_sync(self) -> bool:
+        """Whether every rank holds exactly the same parameters as rank 0 (collective: call it on every rank).
+
+        >>> from corgi.distributed import LocalComm
+        >>> DataParallel([Array([1.0]).tracked()], LocalComm()).in_sync()
+        True
+        """
+        digests = self._link.allgather(self.digest())
+        return all(digest == digests[0] for digest in digests)
+
+    # -- a training step --------------------------------------------------
+    #
+    # A step's collective operations, in the same order on every rank: the count of examples
+    # (started with the step, waited for just before backward, so no rank waits for another's
+    # forward pass), the gradient buckets, then the use flags with the loss. The ranks meet once.
+
+    def forward(self, input: Any) -> Array:
+        """Start a step: the wrapped model's ``forward`` on this rank's share of the batch (not empty).
+
+        Collective: every rank starts the step, so call it once per step
+        (to evaluate, use the model itself).
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(2, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> parallel = DataParallel(model, LocalComm())
+        >>> parallel.forward(np.ones((3, 2))).dimensions
+        (3, 1)
+        >>> parallel.forward(np.ones((3, 2)))
+        Traceback (most recent call last):
+        ...
+        ValueError: DataParallel.forward: a step is already under way; finish it with backward() and update()
+        """
+        model = self._model("forward")
+        count = examples(input)
+        if count == 0:
+            raise ValueError("DataParallel.forward: the input holds no example; call skip() for this step instead")
+        self._start_count(count, "DataParallel.forward")
+        return model.forward(input)
+
+    def backward(self, target: Any) -> float:
+        """The model's cost against ``target``, its backward pass, and this rank's gradients sent out.
+
+        Collective. Returns this rank's loss (the mean over its examples);
+        ``synchronize()`` returns the mean over the global batch and puts
+        the averaged gradients in place (``update()`` calls it).
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(1, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> parallel = DataParallel(model, LocalComm())
+        >>> parallel.set_parameters([Array([[2.0]]).tracked(), Array([0.0]).tracked()])
+        >>> _ = parallel.forward(np.array([[1.0]]))
+        >>> parallel.backward(np.array([[5.0]]))          # (2 * 1 - 5)^2
+        9.0
+        >>> parallel.synchronize()
+        9.0
+        >>> parallel.parameters()[0].gradient()            # 2 (w x - t) x
+        Array(dimensions=(1, 1), values=[-6.0])
+        """
+        model = self._model("backward")
+        if self._counting is None or model.output is None:
+            raise ValueError("DataParallel.backward: no step under way; call forward(input) first")
+        return self.backward_loss(model.cost(model.output, target), examples(model.output))
+
+    def backward_loss(self, loss: Array, count: int) -> float:
+        """Backward from ``loss``, the mean of a loss over this rank's ``count`` examples; collective.
+
+        For a list of parameters, or a loss the model's cost does not make.
+        Returns ``loss`` as a float; ``synchronize()`` returns the mean over
+        the global batch.
+
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.optimizer import GradientDescent
+        >>> w = Array([3.0]).tracked()
+        >>> parallel = DataParallel([w], LocalComm(), optimizer=GradientDescent(0.5))
+        >>> w = parallel.parameters()[0]
+        >>> parallel.backward_loss((w * w).sum(), count=1)   # d(w^2)/dw = 6
+        9.0
+        >>> parallel.update()                               # 3 - 0.5 * 6
+        >>> parallel.parameters()
+        [Array(dimensions=(1,), values=[0.0], tracked)]
+        """
+        where = "DataParallel.backward_loss"
+        if not isinstance(loss, Array):
+            raise TypeError(f"{where}: loss must be an Array, got {type(loss).__name__}")
+        if len(loss) != 1:
+            raise ValueError(f"{where}: loss must hold one value, got dimensions {loss.dimensions}")
+        count = whole_number(count, "count", where, minimum=1)
+        if self._counting is None:
+            self._start_count(count, where)
+        elif self._counting[3] != count:
+            raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
+        total = self._finish_count(where)
+        value = loss.sum_all()
+        # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
+        loss.backward(count / total)
+        self._reducer.extra = count * value
+        self._report()
+        return value
+
+    def skip(self) -> None:
+        """Take part in this step with no examples (collective), instead of ``forward`` and ``backward``.
+
+        A rank whose share of the last, short batch is empty calls this; its
+        gradients count as zeros, with weight zero. ``step`` does it by
+        itself for an empty input.
+
+        >>> from corgi.distributed import LocalComm
+        >>> DataParallel([Array([1.0]).tracked()], LocalComm()).skip()
+        Traceback (most recent call last):
+        ...
+        ValueError: DataParallel.skip: no rank had an example in this step
+        """
+        self._start_count(0, "DataParallel.skip")
+        self._finish_count("DataParallel.skip")
+        self._reducer.extra = 0.0
+        self._reported = self.parameters()
+        self._reducer.gradients_ready([None] * len(self._reducer.places))
+
+    def synchronize(self) -> float:
+        """Wait for the exchange, make every gradient the global average; returns the global mean loss.
+
+        A parameter no rank had a gradient for keeps none.
+
+        >>> from corgi.distributed import LocalComm
+        >>> parallel = DataParallel([Array([3.0]).tracked(), Array([1.0]).tracked()], LocalComm())
+        >>> w, unused = parallel.parameters()
+        >>> parallel.backward_loss((w * w).sum(), count=1)
+        9.0
+        >>> parallel.synchronize()
+        9.0
+        >>> w.gradient(), unused.gradient()
+        (Array(dimensions=(1,), values=[6.0]), None)
+        """
+        if not self._reducer.busy:
+            raise ValueError("DataParallel.synchronize: nothing to synchronize; call backward() or skip() first")
+        averaged, loss_sum = self._reducer.wait()
+        # the Arrays whose gradients were sent get the averages (the same ones, unless replaced meanwhile)
+        reported, self._reported = self._reported, []
+        set_gradients(reported, averaged, where="DataParallel.synchronize")
+        return loss_sum / self._total
+
+    def update(self) -> None:
+        """Synchronize if a step is pending, then let the optimizer make the new parameters.
+
+        Every rank makes the same update from the same gradients.
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(1, 1, initializer.make_he(rng=0))], GradientDescent(0.5), cost.make_mse())
+        >>> parallel = DataParallel(model, LocalComm())
+        >>> parallel.set_parameters([Array([[2.0]]).tracked(), Array([0.0]).tracked()])
+        >>> _ = parallel.forward(np.array([[1.0]]))
+        >>> parallel.backward(np.array([[3.0]]))           # dw = db = 2 (2 - 3) = -2
+        1.0
+        >>> parallel.update()
+        >>> model.parameters()
+        [Array(dimensions=(1, 1), values=[3.0], tracked), Array(dimensions=(1,), values=[1.0], tracked)]
+        """
+        if self._counting is not None:
+            raise ValueError("DataParallel.update: forward() started a step that backward() has not finished")
+        if self._reducer.busy:
+            self.synchronize()
+        if self.model is not None:
+            self.model.update()
+        elif self.optimizer is not None:
+            self._parameters = list(self.optimizer.update(self._parameters))
+        else:
+            raise TypeError("DataParallel.update: no optimizer; pass optimizer= with a list of parameters")
+
+    def step(self, input: Any, target: Any) -> float:
+        """One training step on this rank's share of a batch: forward, backward, exchange, update.
+
+        An input with no examples (this rank's share of a short last batch)
+        takes part with weight zero. Returns the mean loss over the global
+        batch (the same on every rank).
+
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> model = Model([Dense(1, 1, initializer.make_he(rng=0))], GradientDescent(0.5), cost.make_mse())
+        >>> parallel = DataParallel(model, LocalComm())
+        >>> parallel.set_parameters([Array([[2.0]]).tracked(), Array([0.0]).tracked()])
+        >>> parallel.step(np.array([[1.0]]), np.array([[3.0]]))
+        1.0
+        >>> parallel.step(np.zeros((0, 1)), np.zeros((0, 1)))     # one rank, and it has nothing
+        Traceback (most recent call last):
+        ...
+        ValueError: DataParallel.skip: no rank had an example in this step
+        """
+        self._model("step")
+        if examples(input) == 0:
+            self.skip()
+        else:
+            self.forward(input)
+            self.backward(target)
+        loss = self.synchronize()
+        self.update()
+        return loss
+
+    def _model(self, where: str) -> Model:
+        if self.model is None:
+            raise TypeError(f"DataParallel.{where}: needs a wrapped Model; with a list of parameters use backward_loss")
+        return self.model
+
+    def _start_count(self, count: int, where: str) -> None:
+        if self._counting is not None or self._reducer.busy:
+            raise ValueError(f"{where}: a step is already under way; finish it with backward() and update()")
+        mine, total = np.array([float(count)]), np.empty(1)
+        self._counting = (self._link.Iallreduce(mine, total), mine, total, count)
+
+    def _finish_count(self, where: str) -> int:
+        """The global batch size: the sum of the counts this step started with."""
+        assert self._counting is not None
+        request, _, total, _ = self._counting
+        self._counting = None
+        request.Wait()
+        if total[0] == 0:
+            raise ValueError(f"{where}: no rank had an example in this step")
+        self._total = int(total[0])
+        return self._total
+
+    def _report(self) -> None:
+        # This round: every gradient is final once backward() has returned, so all are reported
+        # at once. An engine hook will report each one as soon as it is final, during the pass,
+        # through Reducer.gradient_ready, and the buckets will go out while the pass goes on.
+        self._reported = self.parameters()
+        self._reducer.gradients_ready(get_gradients(self._reported, "DataParallel"))
+
+    # -- checkpoints ------------------------------------------------------
+
+    def save(self, path: Path) -> None:
+        """Rank 0 writes the model (``Model.save``); every rank returns once the file is complete.
+
+        Collective. If rank 0 cannot write, every rank raises (rank 0 its own
+        error, the others a RuntimeError quoting it).
+
+        >>> import tempfile, pathlib
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> def make(seed):
+        ...     return Model([Dense(2, 2, initializer.make_he(rng=seed))], GradientDescent(0.1), cost.make_mse())
+        >>> with tempfile.TemporaryDirectory() as folder:
+        ...     path = pathlib.Path(folder) / "model.npz"
+        ...     DataParallel(make(0), LocalComm()).save(path)
+        ...     copy = DataParallel(make(1), LocalComm())
+        ...     copy.load(path)
+        >>> copy.digest() == DataParallel(make(0), LocalComm()).digest()
+        True
+        """
+        save_on_root(self._link, self._model("save"), path, "DataParallel.save")
+
+    def load(self, path: Path) -> None:
+        """Every rank reads the model from ``path`` (``Model.load``); all or nothing, collective.
+
+        If any rank cannot read it, or reads other values than rank 0 (a
+        file that differs between nodes), every rank keeps its parameters and
+        raises.
+
+        >>> import tempfile, pathlib
+        >>> from corgi import cost, initializer
+        >>> from corgi.distributed import LocalComm
+        >>> from corgi.layer import Dense
+        >>> from corgi.optimizer import GradientDescent
+        >>> def make(inputs):
+        ...     return Model([Dense(inputs, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
+        >>> folder = tempfile.TemporaryDirectory()
+        >>> path = pathlib.Path(folder.name) / "model.npz"
+        >>> DataParallel(make(2), LocalComm()).save(path)
+        >>> other = DataParallel(make(3), LocalComm())
+        >>> before = other.digest()
+        >>> other.load(path)
+        Traceback (most recent call last):
+        ...
+        ValueError: Model.load: ...model.npz has 0.weights of dimensions (2, 1), the model has (3, 1)
+        >>> other.digest() == before
+        True
+        >>> folder.cleanup()
+        """
+        load_everywhere(self._link, self._model("load"), path, "DataParallel.load")
