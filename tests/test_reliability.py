@@ -312,6 +312,8 @@ def test_a_real_sigint_while_the_caller_waits(workers, pool_probe):
             if first:  # exactly one signal
                 signal.pthread_kill(main, signal.SIGINT)
                 time.sleep(0.2)  # the caller is inside backward(), waiting for this step
+        else:
+            time.sleep(0.05)  # give a worker time to take a queued branch
         return [delta * 2.0]
 
     branches = [Array.op([x], lambda xs: xs[0] * 2.0, backward_op) for _ in range(4)]
