@@ -75,8 +75,12 @@ class Settings:
 class Pool:
     """``size`` daemon threads named ``corgi-worker-<i>`` running the tasks ``submit`` queues.
 
+    The threads start with ``start()``, so a pool can be made visible to
+    other threads (and to code that interrupts this one) before its threads
+    exist: tasks queued meanwhile wait for them.
+
     >>> import threading
-    >>> pool = Pool(2); done = threading.Event()
+    >>> pool = Pool(2); pool.start(); done = threading.Event()
     >>> pool.submit(done.set); done.wait(10)
     True
     >>> pool.shutdown()
@@ -85,18 +89,22 @@ class Pool:
     def __init__(self, size: int) -> None:
         self.size = size
         self.tasks: SimpleQueue[Task | None] = SimpleQueue()
-        self.threads = [
-            threading.Thread(target=_serve, args=(self.tasks,), name=f"corgi-worker-{i}", daemon=True)
-            for i in range(size)
-        ]
-        for thread in self.threads:
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        """Start the threads not started yet (call once, from the thread that installed the pool)."""
+        while len(self.threads) < self.size:
+            thread = threading.Thread(
+                target=_serve, args=(self.tasks,), name=f"corgi-worker-{len(self.threads)}", daemon=True
+            )
+            self.threads.append(thread)
             thread.start()
 
     def submit(self, task: Task) -> None:
         """Queue ``task`` for a worker; never blocks, safe from any thread, finalizer or handler.
 
         >>> import threading
-        >>> pool = Pool(1); done = threading.Event()
+        >>> pool = Pool(1); pool.start(); done = threading.Event()
         >>> pool.submit(done.set); done.wait(10); pool.shutdown()
         True
         """
@@ -105,10 +113,10 @@ class Pool:
     def shutdown(self) -> None:
         """Let every worker finish the tasks queued so far and exit.
 
-        >>> pool = Pool(1); pool.shutdown(); pool.threads[0].join(10); pool.threads[0].is_alive()
+        >>> pool = Pool(1); pool.start(); pool.shutdown(); pool.threads[0].join(10); pool.threads[0].is_alive()
         False
         """
-        for _ in self.threads:
+        for _ in range(self.size):
             self.tasks.put(None)
 
 
@@ -207,8 +215,11 @@ def executor() -> Pool | None:
             return pool
         fresh = Pool(settings.workers)
         if publish((_state,), "current", (old,), ((settings, fresh),)):
+            # Visible first, started second: a pass that starts meanwhile (on another
+            # thread, or in a handler interrupting this start) queues on it and
+            # never makes a pool of its own.
+            fresh.start()
             return fresh
-        fresh.shutdown()  # another thread (or configure) got there first
 
 
 def _after_fork_in_child() -> None:
