@@ -140,8 +140,26 @@ def _chaos_types(chaos: Chaos):
             chaos.pause()
             return item
 
+    class ChaosTokens(list):
+        def append(self, item):
+            chaos.pause()
+            list.append(self, item)
+            chaos.pause()
+
+        def pop(self, *args):
+            chaos.pause()
+            item = list.pop(self, *args)
+            chaos.pause()
+            return item
+
+    class ChaosReports(dict):
+        def __setitem__(self, key, value):
+            chaos.pause()
+            dict.__setitem__(self, key, value)
+            chaos.pause()
+
     class ChaosDict(dict):
-        """A node's counter map; the per-pass deques it is given become ChaosDeques."""
+        """A node's counter map; the per-pass states it is given get yielding containers."""
 
         def get(self, key, default=None):
             chaos.pause()
@@ -151,8 +169,8 @@ def _chaos_types(chaos: Chaos):
 
         def __setitem__(self, key, value):
             chaos.pause()
-            if type(value) is deque:
-                value = ChaosDeque(value)
+            if type(value) is list:  # [consumers, tokens, reports]
+                value = [value[0], ChaosTokens(value[1]), ChaosReports(value[2])]
             dict.__setitem__(self, key, value)
             chaos.pause()
 

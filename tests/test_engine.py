@@ -363,7 +363,7 @@ def test_staged_gradients_stay_with_their_nodes_under_chaos(workers, chaos):
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize("workers", [0, 2, 8])
 def test_totals_survive_chaos_at_every_shared_update(workers, chaos):
-    # Yield points in every lock, counter-map and container operation, eight
+    # Yield points in every counter-map and container operation, eight
     # concurrent passes: every leaf total stays exact.
     configure(workers=workers, handoff_cost=0)
     nodes, root, edges = random_dag(21, ops=40, costly_rate=0.5)

@@ -11,13 +11,16 @@ The state of a node in one pass:
 - ``1`` (a plain int): the node has one consumer in this pass. Its only
   report completes it, so that report just removes the entry; no container
   is allocated and no lock is needed.
-- a ``deque`` for n > 1 consumers: counting leaves the tokens n, n-1, ..., 1
-  in it. A report appends ``(order key, delta)`` at the right, then pops one
-  token from the left. Both are single operations on a built-in deque, so
-  they are atomic without a lock (under the GIL, and by the deque's own lock
-  on free-threaded builds). Every report appends before it pops, so the
-  reporter that pops token 1 is the last one, and it finds every report in
-  the deque. That reporter, and only that one, fires the node.
+- ``[n, tokens, reports]`` for n > 1 consumers: counting leaves the tokens
+  1, 2, ..., n in the list ``tokens``. A report stores its delta in the dict
+  ``reports`` under its order key, then pops one token from the end. Both
+  are single operations on built-in containers, so they are atomic without
+  a lock (under the GIL, and by the containers' own locks on free-threaded
+  builds). Every report stores before it pops, so the reporter that pops
+  token 1 is the last one, and it finds every report in the dict. That
+  reporter, and only that one, fires the node. Nothing is allocated per
+  report (a dict entry is not an object), so a node with half a million
+  consumers gives the collector nothing to do.
 
 Without locks there is nothing a signal handler or a finalizer that runs in
 the middle of a report could wait for: it may run a whole pass of its own
@@ -31,7 +34,6 @@ step that outlived its failed pass).
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator
 from operator import attrgetter, methodcaller
 from typing import Any, Final
@@ -97,9 +99,10 @@ def count_consumers(root: Node, key: object, reached: list[Node] | None = None) 
                 pending[key] = 1
                 push(node)
             elif type(state) is int:
-                pending[key] = deque((2, 1))
+                pending[key] = [2, [1, 2], {}]
             else:
-                state.appendleft(state[0] + 1)
+                state[0] += 1
+                state[1].append(state[0])
     return reached
 
 
@@ -125,22 +128,20 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
         return delta
     if state is None:
         return NOT_COUNTED
-    state.append((order, delta))
+    reports = state[2]
+    reports[order] = delta  # first the report,
     hook = debug.hook
     if hook is not None:
         hook("report")
-    if state.popleft() != 1:
+    if state[1].pop() != 1:  # then a token
         return WAITING
     pending.pop(key, None)
-    return _sum_in_order(target, state)
+    return _sum_in_order(target, reports)
 
 
-def _sum_in_order(target: Node, reports: deque[Any]) -> Any:
-    # Order keys are unique within a pass, so sorting the pairs never compares deltas.
-    ordered = sorted(reports)
-    reports.clear()
-    deltas = [delta for _, delta in ordered if delta is not None]
-    del ordered
+def _sum_in_order(target: Node, reports: dict[int, Any]) -> Any:
+    deltas = [delta for delta in map(reports.__getitem__, sorted(reports)) if delta is not None]
+    reports.clear()  # combine may release each delta once it is added
     return target.combine(deltas) if deltas else None
 
 
@@ -156,7 +157,7 @@ def waiting_for(node: Node, key: object) -> int:
         return 0
     if type(state) is int:
         return state
-    return sum(1 for item in state if type(item) is int)
+    return len(state[1])
 
 
 def forgetting(nodes: list[Node], key: object) -> Iterator[Any]:
