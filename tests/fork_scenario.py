@@ -40,9 +40,9 @@ def graph(tag):
 
 
 def child(leaves, root):
-    """Everything a forked child must be able to do, checked."""
+    """Everything a forked child must be able to do, checked (each of 4 worker counts runs the shared graph once)."""
     before = [leaf.gradient or 0 for leaf in leaves]
-    for workers in (0, 2):
+    for workers in (0, 1, 2, 8):
         engine.configure(workers=workers, handoff_cost=0)
         fresh_leaves, fresh_root = graph("fresh")
         backward(fresh_root, 1)
@@ -51,9 +51,9 @@ def child(leaves, root):
         x = Array(np.linspace(-1.0, 1.0, 5000)).tracked()
         ((x * x).tanh() + x.exp()).sum().backward()
         assert x.gradient() is not None
-    assert [leaf.gradient for leaf in leaves] == [b + 8 * k for b, k in zip(before, (1, 2, 3))], "the shared graph"
+    assert [leaf.gradient for leaf in leaves] == [b + 16 * k for b, k in zip(before, (1, 2, 3))], "the shared graph"
     if hasattr(leaves[0], "take_gradient"):
-        assert leaves[0].take_gradient() == before[0] + 8 and leaves[0].gradient is None
+        assert leaves[0].take_gradient() == before[0] + 16 and leaves[0].gradient is None
         handle = engine.add_ready_hook(root, lambda node, total: None)
         handle.remove()
     leaves[1].clear_gradient()

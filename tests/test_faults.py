@@ -130,7 +130,7 @@ def test_a_signal_tripped_inside_a_publish_is_handled_after_the_caller_returns(h
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
 def test_a_signal_before_the_publish_commits_nothing(handlers, workers):
     # The yield point sits after the sums are computed, just before the publish step.
     # A signal handled there raises out of backward() with every gradient unchanged.
@@ -164,7 +164,7 @@ def test_a_signal_before_the_publish_commits_nothing(handlers, workers):
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("workers", [0, 2, 8])
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
 @pytest.mark.parametrize("where", ["first", "middle", "last"])
 def test_an_overflow_while_adding_into_one_gradient_commits_nothing(workers, where):
     configure(workers=workers, handoff_cost=0)
@@ -219,8 +219,8 @@ def _phase(frame):
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("workers", [0, 2])
-def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, capsys, request):
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
+def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, capsys, request, fast_switching):
     # A wide fan-in (20,000 leaves under 8 costly branches) and a real SIGALRM at a
     # random moment of each pass. After every attempt, each gradient counts exactly
     # the passes whose backward() returned; nothing is left pending.
@@ -253,7 +253,7 @@ def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, caps
     gc.disable()
     request.addfinalizer(gc.enable)
     rng = random.Random(11)
-    attempts = 150
+    attempts = 120
     returned_count = deferred = 0
     for _ in range(attempts):
         returned = False
@@ -298,8 +298,8 @@ def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, caps
 
 
 @pytest.mark.timeout(300)
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_second_interrupt_during_the_clean_up_leaves_no_counters(handlers, workers, capsys, request):
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
+def test_a_second_interrupt_during_the_clean_up_leaves_no_counters(handlers, workers, capsys, request, fast_switching):
     # A repeating SIGALRM (every 100 us after a random first one): the first interrupt
     # fails the pass, the next lands while backward() is cleaning up after it. Before,
     # the clean-up walked the nodes one by one and a second interrupt cut it short,

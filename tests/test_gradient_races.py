@@ -76,7 +76,7 @@ class StepFailed(Exception):
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
 def test_a_failed_step_puts_every_taken_gradient_back(workers, fast_switching):
     configure(workers=workers, handoff_cost=0)
     set_yield_point(_yielding)
@@ -136,7 +136,7 @@ def test_a_put_back_that_overflows_keeps_the_gradient():
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 2, 8])
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
 def test_node_take_add_and_clear_race_commits_exactly(workers, fast_switching):
     # The engine alone, integer deltas: 4 threads commit passes, 2 take and put back
     # half of what they take, 1 adds directly. Every unit is accounted for.

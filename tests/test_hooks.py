@@ -68,7 +68,7 @@ def test_targets_are_checked_and_a_failed_pass_raises():
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 2])
+@pytest.mark.parametrize("workers", WORKERS)
 def test_targets_on_arrays_match_the_committed_gradients(workers):
     configure(workers=workers, handoff_cost=0)
     rng = np.random.default_rng(1)
@@ -227,7 +227,7 @@ def test_hooks_keep_no_node_alive_and_vanish_with_it():
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 2, 8])
+@pytest.mark.parametrize("workers", WORKERS)
 def test_hooks_added_and_removed_from_many_threads_during_passes(workers, fast_switching):
     configure(workers=workers, handoff_cost=0)
     set_yield_point(lambda where: time.sleep(0))

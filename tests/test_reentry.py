@@ -220,8 +220,8 @@ def test_corgi_called_at_every_yield_point_of_a_pass(workers, site, fast_switchi
 
 
 @pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 2])
-def test_a_finalizer_may_run_backward_on_arrays_while_a_pass_runs(workers):
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
+def test_a_finalizer_may_run_backward_on_arrays_while_a_pass_runs(workers, fast_switching):
     # The same with real Arrays: a finalizer runs a pass on an unrelated Array graph
     # (before, it could deadlock on a node lock slot its nodes happened to share).
     configure(workers=workers, handoff_cost=0)
