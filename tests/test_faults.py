@@ -348,3 +348,24 @@ def test_a_second_interrupt_during_the_clean_up_leaves_no_counters(handlers, wor
             f" {committed - 1} returned; {doubles} took a second interrupt while failing"
         )
     assert doubles > 0, "no second interrupt ever landed in a failing pass: widen the storm"
+
+
+@pytest.mark.timeout(30)
+def test_the_one_node_step_has_no_point_where_a_handler_can_run():
+    # One node's publish (a take, a clear, a one-node commit) is plain bytecode under
+    # the GIL: between reading the gradient and storing the new one there must be no
+    # instruction that can run a signal handler or switch threads (a call, a backward
+    # jump). This keeps the fast path honest if someone edits it.
+    import dis
+
+    instructions = list(dis.get_instructions(atomic.publish))
+    names = [(i.opname, i.argval) for i in instructions]
+    start = names.index(("LOAD_ATTR", "gradient"))
+    end = names.index(("STORE_ATTR", "gradient"))
+    between = {opname for opname, _ in names[start: end + 1]}
+    allowed = {"LOAD_ATTR", "LOAD_CONST", "BINARY_SUBSCR", "IS_OP", "STORE_ATTR"}
+    allowed |= {name for name in between if name.startswith("LOAD_FAST")}
+    allowed |= {name for name in between if name.startswith("POP_JUMP") and "BACKWARD" not in name}
+    assert between <= allowed, between - allowed
+    tail = names[end + 1: end + 3]
+    assert tail[:1] == [("RETURN_CONST", True)] or tail == [("LOAD_CONST", True), ("RETURN_VALUE", None)]
