@@ -41,6 +41,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 from functools import partial
+from queue import SimpleQueue
 from typing import Any
 
 from . import debug, gradients
@@ -82,20 +83,24 @@ def evaluate(node: Node, delta: Any) -> Sequence[Any]:
 
 class _Pass:
     __slots__ = (
-        "active", "cond", "context", "error", "handoff_cost", "hooks", "id", "lock", "pool",
-        "ready", "remaining", "staged_deltas", "staged_nodes", "trace", "waiting",
+        "active", "context", "error", "handoff_cost", "hooks", "id", "lock", "pool",
+        "ready", "remaining", "staged_deltas", "staged_nodes", "trace", "waiting", "wakeups",
     )
 
     def __init__(self, trace: _trace.Recorder | None, hooks: dict[int, tuple[_hooks.ReadyHook, ...]] | None) -> None:
         self.id = _pass_ids()
         self.lock = threading.Lock()
-        # The caller's condition, made (on ``lock``) only if it ever has to wait:
-        # most passes never do, and a Condition costs two microseconds.
-        self.cond: threading.Condition | None = None
+        # Where the caller sleeps, made only if it ever has to wait (most passes
+        # never do). A queue, not a Condition: Condition.wait releases the lock
+        # and takes it back in Python code, so an interrupt landing in between
+        # left the lock released, and the `with` around it then released it a
+        # second time (found by the repeated-interrupt storm). A put never
+        # fails or blocks, and a spare wake-up only makes the caller look again.
+        self.wakeups: SimpleQueue[None] | None = None
         self.ready: deque[tuple[Node, Any]] = deque()
         self.remaining = 0  # counted nodes that have not run yet
         self.active = 0  # pool threads inside a step of this pass
-        self.waiting = False  # the caller sleeps on ``cond``
+        self.waiting = False  # the caller sleeps on ``wakeups``
         self.error: BaseException | None = None
         # Each node that ran, and its total: committed only on success. Two
         # flat lists, not pairs, so staging allocates nothing the collector
@@ -210,8 +215,7 @@ class _Pass:
         with self.lock:
             self.ready.append((target, total))
             if self.waiting:
-                assert self.cond is not None
-                self.cond.notify()
+                self._wake()
         pool = self.pool
         if pool is not None and target.cost >= self.handoff_cost:
             if self.context is None:
@@ -235,8 +239,7 @@ class _Pass:
                 self.active -= 1
                 self.remaining -= ran
                 if self.waiting:
-                    assert self.cond is not None
-                    self.cond.notify()
+                    self._wake()
 
     def fail(self, error: BaseException, node: Node | None = None) -> None:
         """Record the pass's first exception (raised at ``node``) and stop scheduling."""
@@ -247,8 +250,7 @@ class _Pass:
                     self.trace.event("error", self.id, node, None, type(error).__name__)
             self.ready.clear()
             if self.waiting:
-                assert self.cond is not None
-                self.cond.notify()
+                self._wake()
 
     # -- the caller ------------------------------------------------------
 
@@ -261,33 +263,43 @@ class _Pass:
             with self.lock:
                 self.remaining -= ran
                 ran = 0
-                while True:
-                    if self.error is not None:
-                        if self.active == 0:
-                            return
-                    elif self.remaining == 0:
+                if self.error is not None:
+                    if self.active == 0:
                         return
-                    elif self.ready:
-                        node, delta = self.ready.popleft()
-                        break
-                    self._wait()
-            ran = self.run_from(node, delta)
+                    wakeups = self._sleeping()
+                elif self.remaining == 0:
+                    return
+                elif self.ready:
+                    node, delta = self.ready.popleft()
+                    wakeups = None
+                else:
+                    wakeups = self._sleeping()
+            if wakeups is None:
+                ran = self.run_from(node, delta)
+            else:
+                wakeups.get()  # until a worker changes the pass; then look again
 
     def wait_idle(self) -> None:
         """Wait until no pool thread runs a step of this (failed) pass."""
-        with self.lock:
-            while self.active:
-                self._wait()
+        while True:
+            with self.lock:
+                if not self.active:
+                    return
+                wakeups = self._sleeping()
+            wakeups.get()
 
-    def _wait(self) -> None:
-        """Sleep until another thread changes the pass (call with ``lock`` held)."""
-        if self.cond is None:
-            self.cond = threading.Condition(self.lock)
+    def _sleeping(self) -> SimpleQueue[None]:
+        """Mark the caller as about to sleep (call with ``lock`` held); where to sleep."""
+        if self.wakeups is None:
+            self.wakeups = SimpleQueue()
         self.waiting = True
-        try:
-            self.cond.wait()
-        finally:
-            self.waiting = False
+        return self.wakeups
+
+    def _wake(self) -> None:
+        """Wake the caller (call with ``lock`` held, when ``waiting``)."""
+        self.waiting = False
+        assert self.wakeups is not None
+        self.wakeups.put(None)
 
 
 def backward(root: Node, delta: Any, targets: Sequence[Node] | None = None) -> list[Any] | None:
