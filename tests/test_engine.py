@@ -17,12 +17,18 @@ import time
 import traceback
 
 import pytest
-
 from concurrency import run_threads
 
-from corgi.engine import Node, Settings, backward, configure, set_yield_point, settings, trace
+from corgi.engine import (
+    Node,
+    Settings,
+    backward,
+    configure,
+    set_yield_point,
+    settings,
+    trace,
+)
 from corgi.engine import pool as engine_pool
-
 
 pytestmark = pytest.mark.usefixtures("engine_state")
 
@@ -326,7 +332,7 @@ def test_each_node_fires_once_per_pass(fast_switching):
     configure(workers=8, handoff_cost=0)
     calls = {}
     lock = threading.Lock()
-    nodes, root, edges = random_dag(5, ops=120, max_arity=4)
+    nodes, root, _ = random_dag(5, ops=120, max_arity=4)
     for node in nodes:
         if node.vjp is not None:
             node.vjp = _counting(node.vjp, node, calls, lock)
@@ -404,7 +410,7 @@ def _raising(error):
 @pytest.mark.parametrize("kind", [Boom, Abort, KeyboardInterrupt])
 def test_exception_in_a_vjp_ends_the_pass_cleanly(workers, kind, pool_probe):
     configure(workers=workers, handoff_cost=0)
-    nodes, root, edges = random_dag(3, ops=60, costly_rate=0.5)
+    nodes, root, _ = random_dag(3, ops=60, costly_rate=0.5)
     backward(root, 1)
     before = gradients_of(nodes)
     victim = next(n for n in reversed(nodes[:-1]) if n.vjp is not None and n.gradient is not None)
@@ -548,6 +554,7 @@ def _engine_workers_in_subprocess(value, code="import corgi.engine as e; print(e
         capture_output=True,
         text=True,
         timeout=60,
+        check=False,
     )
 
 
@@ -640,9 +647,8 @@ def test_trace_names_workers_and_failures():
     assert any(e.thread.startswith("corgi-worker") for e in t.events if e.kind == "fire")
     assert "fired on worker 1" in t.mermaid()
     root.vjp = _raising(Boom())
-    with trace() as failed:
-        with pytest.raises(Boom):
-            backward(root, 1)
+    with trace() as failed, pytest.raises(Boom):
+        backward(root, 1)
     kinds = [e.kind for e in failed.events]
     assert "error" in kinds and failed.events[-1].detail == "failed"
     diagram = failed.mermaid()
