@@ -152,10 +152,10 @@ def _chaos_types(chaos: Chaos):
             chaos.pause()
             return item
 
-    class ChaosReports(dict):
-        def __setitem__(self, key, value):
+    class ChaosReports(list):
+        def extend(self, items):
             chaos.pause()
-            dict.__setitem__(self, key, value)
+            list.extend(self, items)
             chaos.pause()
 
     class ChaosDict(dict):

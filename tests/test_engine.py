@@ -682,9 +682,11 @@ def test_a_vjp_returning_no_sequence_is_a_clear_error():
 def yield_point():
     """Install a hook at the engine's read-then-write sites; count the calls; remove it after."""
     calls = {}
+    counting = threading.Lock()  # the hook runs on many threads at once: count exactly
 
     def hook(where):
-        calls[where] = calls.get(where, 0) + 1
+        with counting:
+            calls[where] = calls.get(where, 0) + 1
         time.sleep(0)  # give the GIL away right between the read and the write
 
     previous = set_yield_point(hook)

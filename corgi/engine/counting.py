@@ -12,15 +12,16 @@ The state of a node in one pass:
   report completes it, so that report just removes the entry; no container
   is allocated and no lock is needed.
 - ``[n, tokens, reports]`` for n > 1 consumers: counting leaves the tokens
-  1, 2, ..., n in the list ``tokens``. A report stores its delta in the dict
-  ``reports`` under its order key, then pops one token from the end. Both
-  are single operations on built-in containers, so they are atomic without
-  a lock (under the GIL, and by the containers' own locks on free-threaded
-  builds). Every report stores before it pops, so the reporter that pops
-  token 1 is the last one, and it finds every report in the dict. That
-  reporter, and only that one, fires the node. Nothing is allocated per
-  report (a dict entry is not an object), so a node with half a million
-  consumers gives the collector nothing to do.
+  1, 2, ..., n in the list ``tokens``. A report extends the flat list
+  ``reports`` by its order key and its delta (one ``extend``), then pops one
+  token from the end of ``tokens``. Both are single operations on built-in
+  lists, so they are atomic without a lock (under the GIL, and by the
+  lists' own locks on free-threaded builds). Every report extends before it
+  pops, so the reporter that pops token 1 is the last one, and it finds
+  every report in the list. That reporter, and only that one, fires the
+  node. The pair handed to ``extend`` is freed at once, so nothing a report
+  allocates outlives it for the collector to count, and the reports of a
+  node with half a million consumers lie in one flat list, in memory order.
 
 Without locks there is nothing a signal handler or a finalizer that runs in
 the middle of a report could wait for: it may run a whole pass of its own
@@ -99,7 +100,7 @@ def count_consumers(root: Node, key: object, reached: list[Node] | None = None) 
                 pending[key] = 1
                 push(node)
             elif type(state) is int:
-                pending[key] = [2, [1, 2], {}]
+                pending[key] = [2, [1, 2], []]
             else:
                 state[0] += 1
                 state[1].append(state[0])
@@ -129,7 +130,7 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
     if state is None:
         return NOT_COUNTED
     reports = state[2]
-    reports[order] = delta  # first the report,
+    reports.extend((order, delta))  # first the report, as one operation,
     hook = debug.hook
     if hook is not None:
         hook("report")
@@ -139,9 +140,14 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
     return _sum_in_order(target, reports)
 
 
-def _sum_in_order(target: Node, reports: dict[int, Any]) -> Any:
-    deltas = [delta for delta in map(reports.__getitem__, sorted(reports)) if delta is not None]
-    reports.clear()  # combine may release each delta once it is added
+def _sum_in_order(target: Node, reports: list[Any]) -> Any:
+    keys = reports[0::2]
+    received = reports[1::2]
+    reports.clear()
+    ordered = [received[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+    del received  # combine may release each delta once it is added
+    deltas = [delta for delta in ordered if delta is not None]
+    del ordered
     return target.combine(deltas) if deltas else None
 
 

@@ -28,7 +28,7 @@ class Node:
 
     ``pending`` maps a running pass to what the node still waits for in
     that pass (``counting`` owns this protocol: a plain count for a node
-    with one consumer, a list of tokens and a dict of reports for more), so several
+    with one consumer, a list of tokens and a list of reports for more), so several
     passes can run through one node at once without sharing a count.
     ``gradient`` is the sum of every committed pass's delta; read it freely
     (it is replaced, never changed in place), but change it only through
