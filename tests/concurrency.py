@@ -16,7 +16,7 @@ def run_threads(count, target, timeout=90):
         try:
             barrier.wait(timeout)
             target(i)
-        except BaseException as error:  # noqa: B036 - hand everything to the test
+        except BaseException as error:  # noqa: BLE001 - hand everything to the test
             errors.append(error)
 
     threads = [threading.Thread(target=body, args=(i,), name=f"caller-{i}") for i in range(count)]

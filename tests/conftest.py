@@ -1,10 +1,11 @@
-"""Shared fixtures for the engine and reliability suites.
+"""Shared fixtures for the engine, reliability and fault suites.
 
 ``engine_state`` saves and restores what a concurrency test changes: the
-engine's worker count and hand-off threshold, and ``sys.setswitchinterval``.
-``fast_switching`` drops the switch interval to 1 µs so the interpreter
-changes threads at almost every call. ``pool_probe`` checks that no worker of
-the shared pool is stuck in a task, and that no worker outlives its pool.
+engine's worker count and hand-off threshold, the debug yield point, and
+``sys.setswitchinterval``. ``fast_switching`` drops the switch interval to
+1 µs so the interpreter changes threads at almost every call. ``pool_probe``
+checks that no worker of the shared pool is stuck in a task, and that no
+worker outlives its pool.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import time
 import pytest
 
 from corgi import engine
+from corgi.engine import debug as engine_debug
 from corgi.engine import pool as engine_pool
 
 WORKER_COUNTS = (0, 1, 2, 8, 32)
@@ -26,10 +28,12 @@ def engine_state():
     """Restore the engine settings and the switch interval after the test."""
     before = engine.settings()
     interval = sys.getswitchinterval()
+    yield_point = engine_debug.hook
     try:
         yield before
     finally:
         sys.setswitchinterval(interval)
+        engine.set_yield_point(yield_point)
         engine.configure(workers=before.workers, handoff_cost=before.handoff_cost)
 
 
@@ -49,14 +53,23 @@ class PoolProbe:
         A worker stuck inside an engine task never reaches the barrier, so the
         barrier breaks (or the last task never starts) and this fails.
         """
-        executor = engine_pool.executor()
-        if executor is None:
+        pool = engine_pool.executor()
+        if pool is None:
             return
         workers = engine.settings().workers
         barrier = threading.Barrier(workers)
-        futures = [executor.submit(barrier.wait, timeout) for _ in range(workers)]
-        for future in futures:
-            future.result(timeout + 2)
+        arrived = []
+
+        def meet() -> None:
+            barrier.wait(timeout)
+            arrived.append(1)
+
+        for _ in range(workers):
+            pool.submit(meet)
+        deadline = time.monotonic() + timeout + 2
+        while len(arrived) < workers and time.monotonic() < deadline:
+            time.sleep(0.001)
+        assert len(arrived) == workers, f"only {len(arrived)} of {workers} workers were free"
 
     def worker_threads(self) -> list[threading.Thread]:
         return [t for t in threading.enumerate() if t.name.startswith("corgi-worker")]
@@ -80,9 +93,11 @@ def pool_probe(engine_state) -> PoolProbe:
 #
 # CPython switches threads only at calls and backward jumps, so a race between
 # a read and a write of shared state shows up only if a call sits in between.
-# The engine has no built-in yield point, so these wrappers add calls, with seeded random
-# sleeps, to every method the engine calls on a node's lock and counter map
-# and on the containers a pass keeps (its ready queue and staging lists).
+# These wrappers add calls, with seeded random sleeps, around every operation
+# the engine performs on a node's counter map and per-pass state, and on the
+# containers a pass keeps (its ready queue and staging lists). Each wrapped
+# operation still runs as the one atomic built-in call it was; only the gaps
+# between operations widen.
 
 
 class Chaos:
@@ -108,27 +123,44 @@ class Chaos:
 def _chaos_types(chaos: Chaos):
     from collections import deque
 
-    class ChaosLock:
-        def __init__(self) -> None:
-            self._lock = threading.Lock()
-
-        def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+    class ChaosDeque(deque):
+        def append(self, item):
             chaos.pause()
-            return self._lock.acquire(blocking, timeout)
-
-        def release(self) -> None:
-            self._lock.release()
+            deque.append(self, item)
             chaos.pause()
 
-        def locked(self) -> bool:
-            return self._lock.locked()
+        def appendleft(self, item):
+            chaos.pause()
+            deque.appendleft(self, item)
+            chaos.pause()
 
-        __enter__ = acquire
+        def popleft(self):
+            chaos.pause()
+            item = deque.popleft(self)
+            chaos.pause()
+            return item
 
-        def __exit__(self, *exc) -> None:
-            self.release()
+    class ChaosTokens(list):
+        def append(self, item):
+            chaos.pause()
+            list.append(self, item)
+            chaos.pause()
+
+        def pop(self, *args):
+            chaos.pause()
+            item = list.pop(self, *args)
+            chaos.pause()
+            return item
+
+    class ChaosReports(list):
+        def extend(self, items):
+            chaos.pause()
+            list.extend(self, items)
+            chaos.pause()
 
     class ChaosDict(dict):
+        """A node's counter map; the per-pass states it is given get yielding containers."""
+
         def get(self, key, default=None):
             chaos.pause()
             value = dict.get(self, key, default)
@@ -137,17 +169,16 @@ def _chaos_types(chaos: Chaos):
 
         def __setitem__(self, key, value):
             chaos.pause()
+            if type(value) is list:  # [consumers, tokens, reports]
+                value = [value[0], ChaosTokens(value[1]), ChaosReports(value[2])]
             dict.__setitem__(self, key, value)
-            chaos.pause()
-
-        def __delitem__(self, key):
-            chaos.pause()
-            dict.__delitem__(self, key)
             chaos.pause()
 
         def pop(self, *args):
             chaos.pause()
-            return dict.pop(self, *args)
+            value = dict.pop(self, *args)
+            chaos.pause()
+            return value
 
     class ChaosList(list):
         def append(self, item):
@@ -160,28 +191,17 @@ def _chaos_types(chaos: Chaos):
             list.extend(self, items)
             chaos.pause()
 
-    class ChaosDeque(deque):
-        def append(self, item):
-            chaos.pause()
-            deque.append(self, item)
-            chaos.pause()
-
-        def popleft(self):
-            chaos.pause()
-            return deque.popleft(self)
-
-    return ChaosLock, ChaosDict, ChaosList, ChaosDeque
+    return ChaosDict, ChaosList, ChaosDeque
 
 
 class ChaosHarness:
     def __init__(self, chaos: Chaos) -> None:
         self.chaos = chaos
-        self.lock_type, self.dict_type, self.list_type, self.deque_type = _chaos_types(chaos)
+        self.dict_type, self.list_type, self.deque_type = _chaos_types(chaos)
 
     def nodes(self, nodes) -> None:
-        """Give ``nodes`` yielding locks and counter maps (before any pass runs on them)."""
+        """Give ``nodes`` yielding counter maps (before any pass runs on them)."""
         for node in nodes:
-            node.lock = self.lock_type()
             node.pending = self.dict_type(node.pending)
 
     def vjp(self, vjp):
@@ -203,7 +223,7 @@ def chaos(monkeypatch, fast_switching) -> ChaosHarness:
 
     Passes started during the test get yielding containers (every list and
     deque attribute of the pass object); ``chaos.nodes(...)`` does the same
-    for nodes' locks and counters, ``chaos.vjp(f)`` for backward functions.
+    for nodes' counter maps, ``chaos.vjp(f)`` for backward functions.
     """
     from collections import deque
 

@@ -30,13 +30,34 @@ class ArrayNode(engine.Node):
 
     __slots__ = ("shape", "dtype")
 
-    def combine(self, deltas: list) -> np.ndarray:
-        # Many reports (a parameter used at every step of a long chain) add in
-        # one numpy reduction rather than one Python-level add each; the order
-        # is the engine's canonical one, so the bits are the same every run.
+    def combine(self, deltas: list[np.ndarray]) -> np.ndarray:
+        """Add the deltas reported to this node, in the order given (the list may be used up).
+
+        Eight or more are added as ``np.add.reduce(np.stack(deltas), axis=0)``
+        would add them, bit for bit, but into one buffer: numpy's reduction
+        starts from 0 and adds row after row, so that is what this does, and
+        each delta is released as soon as it has been added (a 100 MB leaf
+        with 16 consumers needed a 1.6 GB stack before). Only deltas of one
+        element each are stacked (a column of k numbers), because numpy adds
+        a column pairwise and that order must not change.
+
+        >>> import numpy as np
+        >>> deltas = [np.full(3, float(k)) for k in range(10)]
+        >>> reference = np.add.reduce(np.stack(deltas), axis=0)
+        >>> ArrayNode().combine(deltas).tobytes() == reference.tobytes(), deltas
+        (True, [])
+        """
+        total: np.ndarray
         if len(deltas) < 8:
-            return engine.Node.combine(self, deltas)
-        return np.add.reduce(np.stack(deltas), axis=0)
+            total = engine.Node.combine(self, deltas)
+        elif deltas[0].size == 1:
+            total = np.add.reduce(np.stack(deltas), axis=0)
+        else:
+            deltas.reverse()
+            total = np.add(deltas.pop(), 0)  # 0 + first, as numpy's reduction begins (-0.0 becomes 0.0)
+            while deltas:
+                np.add(total, deltas.pop(), out=total)
+        return total
 
 
 class OpNode(ArrayNode):

@@ -1,19 +1,20 @@
 """Stepping parameters: what every optimizer does to every parameter, every step.
 
 An optimizer says how a parameter's values and gradient become new values;
-``step_parameters`` does the rest: it hands the step read-only views, checks
-what comes back, wraps it in a new tracked Array and clears the old
-gradient. It sits beside the Array because it runs once per parameter per
+``step_parameters`` does the rest: it takes the gradients, hands the step
+read-only views, checks what comes back and wraps it in a new tracked
+Array. It sits beside the Array because it runs once per parameter per
 training step: it reads the values and the gradient directly instead of
 building the one-off wrappers that ``gradient()`` and ``numpy()`` make.
 """
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from .. import engine
 from .core import Array
 from .values import read_only, to_values
 
@@ -26,10 +27,15 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
     ``values`` and ``gradient`` are read-only numpy views. A parameter without
     a gradient comes back as it is; every other one is replaced by a new
     tracked Array of the step's result (in the parameter's dtype, and of its
-    dimensions, or a ValueError naming ``where``) and its gradient is
-    cleared. The step's result is used without a copy: it must be new (or
-    read-only) values that nothing writes afterwards. Gradients are cleared
-    only once every step has succeeded, so a step that raises loses none.
+    dimensions, or a ValueError naming ``where``). The step's result is used
+    without a copy: it must be new (or read-only) values that nothing writes
+    afterwards.
+
+    Each gradient is taken (read and cleared) in one indivisible step, so a
+    backward pass that commits on another thread meanwhile lands either in
+    the gradient stepped or in the node afterwards, never lost. If a step
+    raises (or anything interrupts), every gradient taken is put back, added
+    to whatever passes committed since, and the exception propagates.
 
     >>> from corgi import arr
     >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
@@ -38,34 +44,56 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
     >>> new_w, new_b is b, w.gradient()
     (Array(dimensions=(2,), values=[-0.5, 0.5], tracked), True, None)
     """
-    updated = []
-    stepped = []
-    for position, parameter in enumerate(parameters):
-        if type(parameter) is not Array and not isinstance(parameter, Array):
-            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
-        node = parameter._node
-        gradient = None if node is None else node.gradient
-        if gradient is None:
-            updated.append(parameter)
-            continue
-        values = parameter._values
-        value = step(position, read_only(values), read_only(gradient))
-        if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
-            value = _conformed(value, values, where, position)
-        new = Array._wrap(value)
-        new.start_tracking()
-        updated.append(new)
-        stepped.append(node)
-    for node in stepped:
-        node.clear_gradient()
-    return updated
+    taken: list[tuple[engine.Node, np.ndarray]] = []
+    try:
+        updated = []
+        for position, parameter in enumerate(parameters):
+            if type(parameter) is not Array and not isinstance(parameter, Array):
+                raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+            node = parameter._node
+            if node is None:
+                updated.append(parameter)
+                continue
+            # Bound straight from the call: no point in between where an interrupt could land.
+            gradient = node.take_gradient()
+            if gradient is None:
+                updated.append(parameter)
+                continue
+            taken.append((node, gradient))
+            values = parameter._values
+            value = step(position, read_only(values), read_only(gradient))
+            if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
+                value = _conformed(value, values, where, position)
+            new = Array._wrap(value)
+            new.start_tracking()
+            updated.append(new)
+        return updated
+    except BaseException:
+        _put_back(taken)
+        raise
+
+
+def _put_back(taken: list[tuple[engine.Node, np.ndarray]]) -> None:
+    """Add every taken gradient back into its node, after a failed step.
+
+    Whatever passes committed since the take are kept: the taken gradient is
+    added to them. The sum is made with floating-point errors ignored, so
+    that an ``np.errstate(over="raise")`` around the step cannot make the
+    gradient disappear instead (an overflow gives inf, as it would have in
+    the pass). A second interrupt that lands here, before the gradients are
+    published, can still lose them: Python gives no way to run the whole
+    put-back without a point where a signal handler may run.
+    """
+    with np.errstate(all="ignore"):
+        engine.add_gradients([node for node, _ in taken], [gradient for _, gradient in taken])
 
 
 def _conformed(value: object, values: np.ndarray, where: str, position: int) -> np.ndarray:
     """A step's result in the parameter's dtype, or a ValueError if its dimensions differ."""
-    shape = np.shape(value)
+    shape = np.shape(value)  # type: ignore[call-overload]
     if shape != values.shape:
         raise ValueError(
             f"{where}: parameter {position} has dimensions {values.shape}, but its new value has {shape}"
         )
-    return to_values(value, None, values.dtype, copy=False)
+    converted: np.ndarray = to_values(value, None, values.dtype, copy=False)
+    return converted

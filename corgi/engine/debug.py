@@ -1,20 +1,23 @@
-"""A debug yield point inside the engine's shared-state updates, for race tests.
+"""A debug yield point inside the engine's shared-state updates, for race and fault tests.
 
 CPython switches threads only at calls and backward jumps, so a race between
 a read and a write of shared state stays hidden unless a call sits between
 them. With a hook installed, the engine calls ``hook(where)`` at each such
-place, while it holds the state it read:
+place, after it has read the state and before it writes:
 
 - ``"count"``: counting read a node's per-pass counter and will write it;
-- ``"report"``: a report read a node's counter (under the node's lock) and
-  will decrement it;
-- ``"stage"``: a step is joining its staged gradients to the pass's lists;
-- ``"commit"``: a pass read a node's gradient (under the node's lock) and
-  will write the sum.
+- ``"report"``: a report to a node with several consumers has appended its
+  delta and will take its token;
+- ``"stage"``: a step is joining its staged totals to the pass's lists
+  (under the pass's own lock);
+- ``"commit"``: a pass has read the gradients and computed their sums, and
+  will publish them.
 
 A hook that sleeps or yields (``time.sleep(0)``) lets other threads run in
-exactly those windows; the locks must keep every result exact. Outside tests
-no hook is installed, and each site costs one ``None`` check.
+exactly those windows, and a hook that calls corgi (clears a gradient, runs
+a whole pass) plays a finalizer or a signal handler that runs there; every
+result must stay exact. Outside tests no hook is installed, and each site
+costs one ``None`` check.
 
 >>> import time
 >>> from corgi.engine import Node, backward, set_yield_point
@@ -29,14 +32,14 @@ True
 
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 Hook = Callable[[str], None]
 
-hook: Optional[Hook] = None
+hook: Hook | None = None
 
 
-def set_yield_point(new: Optional[Hook]) -> Optional[Hook]:
+def set_yield_point(new: Hook | None) -> Hook | None:
     """Install ``new`` (or None) as the yield point; returns the one it replaces.
 
     >>> from corgi.engine import Node, backward

@@ -2,7 +2,7 @@
 
 The engine sees nodes only. A node knows its ``inputs`` (the nodes it was
 computed from), a ``vjp`` that turns the delta arriving at the node into one
-delta per input, a lock, and a per-pass consumer counter. Deltas can be any
+delta per input, its per-pass counters and its gradient. Deltas can be any
 values that support ``+`` (numpy arrays in corgi, plain integers in the
 engine's own tests): the engine never looks inside them.
 """
@@ -10,8 +10,10 @@ engine's own tests): the engine never looks inside them.
 from __future__ import annotations
 
 import itertools
-import threading
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from . import gradients
 
 # Creation order gives every node a sequence id. ``itertools.count`` is atomic
 # (under the GIL, and by its own lock on free-threaded builds since 3.13), so
@@ -20,26 +22,18 @@ _sequence = itertools.count()
 
 Vjp = Callable[[Any], Sequence[Any]]
 
-# A node's lock comes from a fixed table, by sequence id. Allocating a lock
-# per node cost a fifth of a microsecond and 56 bytes on every recorded
-# operation; sharing one among nodes is safe because the engine never holds
-# two node locks at once, and each is held only for a few bytecodes.
-_LOCKS = tuple(threading.Lock() for _ in range(1024))
-
 
 class Node:
     """One vertex of the graph a tracked array records.
 
-    ``lock`` guards ``pending`` and ``gradient``. It may be shared with
-    other nodes (the engine never holds two node locks at once), so holding
-    it only ever excludes other threads, never this one's own work.
-
-    ``pending`` maps a running pass to how many consumers still have to
-    report in that pass: a plain count until the first report, then
-    ``[remaining, reports]`` with the reports received so far, flat:
-    an order key (consumer id << 32 | argument position), then the delta. It is read and written only under ``lock``, so
-    several passes can run through one node at once without sharing a
-    count. ``gradient`` is the sum of every committed pass's delta.
+    ``pending`` maps a running pass to what the node still waits for in
+    that pass (``counting`` owns this protocol: a plain count for a node
+    with one consumer, a list of tokens and a list of reports for more), so several
+    passes can run through one node at once without sharing a count.
+    ``gradient`` is the sum of every committed pass's delta; read it freely
+    (it is replaced, never changed in place), but change it only through
+    ``clear_gradient``, ``take_gradient`` and ``add_gradient``, which are
+    atomic with respect to passes committing on other threads.
 
     ``deltas(delta)`` turns the delta arriving at the node into one delta
     per input (``None`` for "no gradient"); by default it calls ``vjp``.
@@ -53,12 +47,12 @@ class Node:
     (True, 'double', None)
     """
 
-    __slots__ = ("inputs", "vjp", "name", "cost", "seq", "lock", "pending", "gradient", "__weakref__")
+    __slots__ = ("__weakref__", "cost", "gradient", "inputs", "name", "pending", "seq", "vjp")
 
     def __init__(
         self,
-        inputs: tuple["Node", ...] = (),
-        vjp: Optional[Vjp] = None,
+        inputs: tuple[Node, ...] = (),
+        vjp: Vjp | None = None,
         name: str = "leaf",
         cost: int = 0,
     ) -> None:
@@ -68,9 +62,8 @@ class Node:
         # An estimate of the work in ``vjp`` (about one unit per element or
         # multiply-add); the scheduler hands only costly nodes to the pool.
         self.cost = cost
-        self.seq = seq = next(_sequence)
-        self.lock = _LOCKS[seq & 1023]
-        self.pending: dict[object, list] = {}
+        self.seq = next(_sequence)
+        self.pending: dict[object, Any] = {}
         self.gradient: Any = None
 
     def deltas(self, delta: Any) -> Sequence[Any]:
@@ -80,9 +73,12 @@ class Node:
         >>> Node((x, y), lambda delta: (delta, -delta), name="sub").deltas(3)
         (3, -3)
         """
-        return self.vjp(delta)
+        vjp = self.vjp
+        if vjp is None:
+            raise TypeError(f"{self.name}: a node with inputs needs a vjp or its own deltas()")
+        return vjp(delta)
 
-    def combine(self, deltas: list) -> Any:
+    def combine(self, deltas: list[Any]) -> Any:
         """Add the deltas reported to this node, in the order given (never empty).
 
         >>> Node().combine([1, 2, 3])
@@ -115,8 +111,33 @@ class Node:
         >>> x.gradient is None
         True
         """
-        with self.lock:
-            self.gradient = None
+        gradients.take_gradient(self)
+
+    def take_gradient(self) -> Any:
+        """Return the accumulated gradient (or None) and clear it, in one atomic step.
+
+        A pass that commits on another thread lands either in the value
+        taken or in the node afterwards, never in neither.
+
+        >>> from corgi.engine import backward
+        >>> x = Node()
+        >>> backward(Node((x,), lambda delta: (3 * delta,)), 1)
+        >>> x.take_gradient(), x.gradient
+        (3, None)
+        """
+        return gradients.take_gradient(self)
+
+    def add_gradient(self, value: Any) -> None:
+        """Add ``value`` to the accumulated gradient atomically (as a pass commits).
+
+        If the addition raises, the gradient is unchanged. This is how an
+        optimizer puts back a gradient it took when its step failed.
+
+        >>> x = Node()
+        >>> x.add_gradient(3); x.add_gradient(4); x.gradient
+        7
+        """
+        gradients.add_gradients((self,), (value,))
 
     def __repr__(self) -> str:
         return f"Node({self.name}#{self.seq}, inputs={[i.seq for i in self.inputs]})"

@@ -1,75 +1,118 @@
-"""One backward pass: deliver deltas, fire nodes, finish or fail as a whole.
+"""One backward pass, in named steps: count, evaluate, report, dispatch, commit.
 
-The algorithm, in the order it runs:
+1. Count (``counting.count_consumers``): every node below the root learns
+   how many consumers will report to it in this pass.
+2. Evaluate (``evaluate``): a node that received its total runs its vjp,
+   which gives one delta per input, checked for count and type.
+3. Report (``counting.report``): each delta goes to its input. The report
+   that completes an input's count gets the input's total (the deltas added
+   in canonical order, consumer sequence id then argument position, so the
+   sum never depends on which thread came first); that reporter, and only
+   that one, makes the input ready. Ready hooks (``hooks``) run here.
+4. Dispatch (``_Pass.dispatch``): of the nodes a step makes ready, the
+   thread keeps the cheapest and queues the others on the pass (a costly
+   one is queued even when it is the only one, if the pass has other work
+   waiting, so that a worker can take it). Costly queued nodes also get a
+   ticket on the pool: a task that pops one queued node if any is left and
+   returns at once if not. No task ever waits for another, so a pool of any
+   size finishes any graph. The caller pops queued nodes too, and sleeps
+   only when there is nothing to pop and work is still running elsewhere. A
+   leaf that becomes ready is never queued: its whole step is staging its
+   total, done on the spot.
+5. Commit (``gradients.add_gradients``): when every counted node has run, the
+   totals staged during the pass are added into the nodes' gradients in
+   one indivisible step, after every sum has been computed.
 
-1. Count: every node below the root learns how many consumers will report
-   to it in this pass (``counting.count_consumers``).
-2. Run: the calling thread runs the root's vjp and reports each result to
-   the input it belongs to. A report takes the input's lock, stores the
-   delta under a canonical key, decrements the count and, if that was the
-   last report, removes the entry: the reporter that completed the count is
-   the one that fires the node. It sums the deltas in key order (consumer
-   sequence id, then argument position), so the sum never depends on which
-   thread arrived first.
-3. Hand-off: of the nodes a step makes ready, the thread keeps the
-   cheapest and queues the others on the pass (a costly one is queued even
-   when it is the only one, if the pass has other work waiting, so that a
-   worker can take it). Costly queued nodes also get a ticket on the pool:
-   a task that pops one queued node if any is left and returns at once if not.
-   No task ever waits for another, so a pool of any size finishes any graph.
-   The caller pops queued nodes too, and sleeps only when there is nothing to
-   pop and work is still running elsewhere. A leaf that becomes ready is
-   never queued: its whole step is staging its delta, done on the spot.
-4. Finish: when every counted node has run, the gradients staged during the
-   pass are added to the nodes' gradients. If any vjp raised, the pass stops
-   scheduling, waits for running steps, drops its counters and staged
-   gradients (so a failed pass changes no gradient) and re-raises the first
-   exception with its own type and traceback.
+If anything fails (a vjp or a hook raises, a sum overflows under
+``np.errstate``, a signal handler raises ``KeyboardInterrupt`` anywhere),
+the pass stops scheduling, forgets its counters and staged totals in one
+step that nothing can cut short, waits for steps still running on workers,
+and re-raises the exception with its own type and traceback. Nothing was
+committed. An interrupt that arrives after the commit is handled by the
+caller after ``backward()`` has returned (see ``atomic``): ``backward()``
+raises if and only if the pass changed no gradient.
 """
 
 from __future__ import annotations
 
 import contextvars
+import itertools
 import threading
 from collections import deque
-from typing import Any, Optional
+from collections.abc import Sequence
+from functools import partial
+from queue import SimpleQueue
+from typing import Any
 
-from . import debug
+from . import debug, gradients
+from . import hooks as _hooks
 from . import pool as _pool
 from . import trace as _trace
-from .counting import count_consumers, forget
+from .atomic import NEVER
+from .counting import (
+    NOT_COUNTED,
+    WAITING,
+    count_consumers,
+    forgetting,
+    report,
+    waiting_for,
+)
 from .node import Node
 
-_pass_ids = iter(range(1, 1 << 62)).__next__
+_pass_ids = itertools.count(1).__next__
+
+
+def evaluate(node: Node, delta: Any) -> Sequence[Any]:
+    """Step 2: the deltas ``node`` sends its inputs for its total ``delta``, checked.
+
+    >>> x = Node(); evaluate(Node((x, x), lambda d: (d, 2 * d)), 5)
+    (5, 10)
+    """
+    deltas = node.deltas(delta)
+    try:
+        count = len(deltas)
+    except TypeError:
+        raise TypeError(
+            f"backward of {node.name} returned {type(deltas).__name__}, "
+            f"not a list or tuple of {len(node.inputs)} deltas"
+        ) from None
+    if count != len(node.inputs):
+        raise ValueError(f"backward of {node.name} returned {count} deltas for {len(node.inputs)} inputs")
+    return deltas
 
 
 class _Pass:
     __slots__ = (
-        "id", "lock", "cond", "ready", "remaining", "active", "waiting", "error",
-        "staged_nodes", "staged_deltas", "executor", "handoff_cost", "context", "trace",
+        "active", "context", "error", "handoff_cost", "hooks", "id", "lock", "pool",
+        "ready", "remaining", "staged_deltas", "staged_nodes", "trace", "waiting", "wakeups",
     )
 
-    def __init__(self, remaining: int, trace: Optional[_trace.Recorder]) -> None:
+    def __init__(self, trace: _trace.Recorder | None, hooks: dict[int, tuple[_hooks.ReadyHook, ...]] | None) -> None:
         self.id = _pass_ids()
         self.lock = threading.Lock()
-        # The caller's condition, made (on ``lock``) only if it ever has to wait:
-        # most passes never do, and a Condition costs two microseconds.
-        self.cond: Optional[threading.Condition] = None
-        self.ready: deque = deque()
-        self.remaining = remaining  # counted nodes that have not run yet
+        # Where the caller sleeps, made only if it ever has to wait (most passes
+        # never do). A queue, not a Condition: Condition.wait releases the lock
+        # and takes it back in Python code, so an interrupt landing in between
+        # left the lock released, and the `with` around it then released it a
+        # second time (found by the repeated-interrupt storm). A put never
+        # fails or blocks, and a spare wake-up only makes the caller look again.
+        self.wakeups: SimpleQueue[None] | None = None
+        self.ready: deque[tuple[Node, Any]] = deque()
+        self.remaining = 0  # counted nodes that have not run yet
         self.active = 0  # pool threads inside a step of this pass
-        self.waiting = False  # the caller sleeps on ``cond``
-        self.error: Optional[BaseException] = None
-        # Each node that ran, and the delta it received: committed only on
-        # success. Two flat lists, not pairs, so staging allocates nothing the
-        # garbage collector has to track.
-        self.staged_nodes: list = []
-        self.staged_deltas: list = []
+        self.waiting = False  # the caller sleeps on ``wakeups``
+        self.error: BaseException | None = None
+        # Each node that ran, and its total: committed only on success. Two
+        # flat lists, not pairs, so staging allocates nothing the collector
+        # has to track.
+        self.staged_nodes: list[Node] = []
+        self.staged_deltas: list[Any] = []
         settings = _pool.settings()
-        self.executor = _pool.executor()
+        self.pool = _pool.executor()
         self.handoff_cost = settings.handoff_cost
-        self.context: Optional[contextvars.Context] = None
+        self.context: contextvars.Context | None = None
         self.trace = trace
+        self.hooks = hooks
 
     # -- running steps ---------------------------------------------------
 
@@ -82,88 +125,47 @@ class _Pass:
         ran = 0
         key = self
         trace = self.trace
+        hooks = self.hooks
         # Staged pairs go to lists of this call's own and join the pass's
         # lists under its lock at the end: two threads appending to shared
         # lists could interleave and pair a node with another's delta.
-        staged_nodes: list = []
-        staged_deltas: list = []
+        staged_nodes: list[Node] = []
+        staged_deltas: list[Any] = []
         stage_node = staged_nodes.append
         stage_delta = staged_deltas.append
         handoff = self.handoff_cost
-        pooled = self.executor is not None
-        hook = debug.hook
+        pooled = self.pool is not None
+        yield_point = debug.hook
         try:
-            while True:
-                if self.error is not None:
-                    break
+            while self.error is None:
                 if trace is not None:
                     trace.event("fire", key.id, node)
                 inputs = node.inputs
-                if delta is not None:
+                if delta is None:
+                    # "No delta" is reported all the same, so every count reaches zero.
+                    deltas: Sequence[Any] = (None,) * len(inputs)
+                else:
                     stage_node(node)
                     stage_delta(delta)
-                    if inputs:
-                        deltas = node.deltas(delta)
-                        try:
-                            count = len(deltas)
-                        except TypeError:
-                            raise TypeError(
-                                f"backward of {node.name} returned {type(deltas).__name__}, "
-                                f"not a list or tuple of {len(inputs)} deltas"
-                            ) from None
-                        if count != len(inputs):
-                            raise ValueError(
-                                f"backward of {node.name} returned {len(deltas)} deltas "
-                                f"for {len(inputs)} inputs"
-                            )
-                    else:
-                        deltas = ()
-                else:
-                    deltas = (None,) * len(inputs)
+                    deltas = evaluate(node, delta) if inputs else ()
                 keep = None
+                order = node.seq << 32
                 for position, target in enumerate(inputs):
                     sent = deltas[position]
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
-                    # The decision to fire is made under the same lock as the
-                    # decrement, so exactly one reporter sees the count reach 0.
-                    with target.lock:
-                        pending = target.pending
-                        state = pending.get(key)
-                        if hook is not None:
-                            hook("report")
-                        if type(state) is int:
-                            if state == 1:
-                                del pending[key]
-                                fire = 1
-                            else:
-                                pending[key] = [state - 1, [(node.seq << 32) | position, sent]]
-                                fire = 0
-                        elif state is None:
-                            fire = -1
-                        else:
-                            # reports stay one flat list of (order key, delta):
-                            # no tuple per report for the collector to track
-                            reports = state[1]
-                            reports.append((node.seq << 32) | position)
-                            reports.append(sent)
-                            state[0] -= 1
-                            if state[0]:
-                                fire = 0
-                            else:
-                                del pending[key]
-                                fire = 2
-                    if fire == 0:
+                    total = report(target, key, order | position, sent)
+                    if total is WAITING:
                         continue
-                    if fire == 1:
-                        total = sent
-                    elif fire == 2:
-                        total = _sum_in_order(target, reports)
-                    else:
+                    if total is NOT_COUNTED:
+                        if self.error is not None:  # the pass failed and forgot its counters
+                            break
                         raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
+                    # ``target``'s total for this pass is final.
+                    if hooks is not None:
+                        self.announce(target, total)
                     if not target.inputs:
-                        # A leaf's step is only staging its delta: do it here
-                        # rather than queue it.
+                        # A leaf's whole step is staging its total: do it here.
                         if trace is not None:
                             trace.event("fire", key.id, target)
                             trace.event("complete", key.id, target)
@@ -175,14 +177,14 @@ class _Pass:
                         if pooled and target.cost >= handoff and self.ready:
                             # Costly, and this pass has other work queued: let a
                             # worker take it while this thread goes on.
-                            self._queue(target, total)
+                            self.dispatch(target, total)
                         else:
                             keep = target
                             kept = total
                     else:
                         if target.cost < keep.cost:
                             keep, kept, target, total = target, total, keep, kept
-                        self._queue(target, total)
+                        self.dispatch(target, total)
                 ran += 1
                 if trace is not None:
                     trace.event("complete", key.id, node)
@@ -190,34 +192,37 @@ class _Pass:
                     break
                 node = keep
                 delta = kept
-        except BaseException as error:  # noqa: B036 - KeyboardInterrupt too must end the pass
+        except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt too must end the pass
             self.fail(error, node)
         if staged_nodes:
             with self.lock:
                 self.staged_nodes += staged_nodes
-                if hook is not None:
-                    hook("stage")
+                if yield_point is not None:
+                    yield_point("stage")
                 self.staged_deltas += staged_deltas
         return ran
 
-    def _queue(self, target: Node, total: Any) -> None:
-        """Queue a ready node on the pass; a costly one also gets a pool ticket."""
+    def announce(self, node: Node, total: Any) -> None:
+        """Call ``node``'s ready hooks with its final total (outside every engine lock)."""
+        assert self.hooks is not None
+        entries = self.hooks.get(node.seq)
+        if entries:
+            for hook in entries:
+                hook.callback(node, total)
+
+    def dispatch(self, target: Node, total: Any) -> None:
+        """Step 4: queue a ready node on the pass; a costly one also gets a pool ticket."""
         with self.lock:
             self.ready.append((target, total))
             if self.waiting:
-                self.cond.notify()
-        executor = self.executor
-        if executor is not None and target.cost >= self.handoff_cost:
+                self._wake()
+        pool = self.pool
+        if pool is not None and target.cost >= self.handoff_cost:
             if self.context is None:
                 self.context = contextvars.copy_context()
             # Each ticket runs in its own copy: one Context can't be entered
             # by two threads at once.
-            try:
-                executor.submit(self.context.copy().run, self.ticket)
-            except RuntimeError:
-                # configure() replaced the pool, or the interpreter is exiting:
-                # the node stays queued and the caller runs it.
-                pass
+            pool.submit(partial(self.context.copy().run, self.ticket))
 
     def ticket(self) -> None:
         """A pool task: run one queued node (and what it keeps), never wait."""
@@ -234,9 +239,9 @@ class _Pass:
                 self.active -= 1
                 self.remaining -= ran
                 if self.waiting:
-                    self.cond.notify()
+                    self._wake()
 
-    def fail(self, error: BaseException, node: Optional[Node] = None) -> None:
+    def fail(self, error: BaseException, node: Node | None = None) -> None:
         """Record the pass's first exception (raised at ``node``) and stop scheduling."""
         with self.lock:
             if self.error is None:
@@ -245,113 +250,131 @@ class _Pass:
                     self.trace.event("error", self.id, node, None, type(error).__name__)
             self.ready.clear()
             if self.waiting:
-                self.cond.notify()
+                self._wake()
 
     # -- the caller ------------------------------------------------------
 
     def drive(self, root: Node, delta: Any) -> None:
         """Run the pass on the calling thread until every step has finished."""
+        if self.hooks is not None:
+            self.announce(root, delta)  # the root's total is the delta it was given
         ran = self.run_from(root, delta)
         while True:
             with self.lock:
                 self.remaining -= ran
                 ran = 0
-                while True:
-                    if self.error is not None:
-                        if self.active == 0:
-                            return
-                    elif self.remaining == 0:
+                if self.error is not None:
+                    if self.active == 0:
                         return
-                    elif self.ready:
-                        node, delta = self.ready.popleft()
-                        break
-                    self._wait()
-            ran = self.run_from(node, delta)
+                    wakeups = self._sleeping()
+                elif self.remaining == 0:
+                    return
+                elif self.ready:
+                    node, delta = self.ready.popleft()
+                    wakeups = None
+                else:
+                    wakeups = self._sleeping()
+            if wakeups is None:
+                ran = self.run_from(node, delta)
+            else:
+                wakeups.get()  # until a worker changes the pass; then look again
 
     def wait_idle(self) -> None:
         """Wait until no pool thread runs a step of this (failed) pass."""
-        with self.lock:
-            while self.active:
-                self._wait()
+        while True:
+            with self.lock:
+                if not self.active:
+                    return
+                wakeups = self._sleeping()
+            wakeups.get()
 
-    def _wait(self) -> None:
-        """Sleep until another thread changes the pass (call with ``lock`` held)."""
-        if self.cond is None:
-            self.cond = threading.Condition(self.lock)
+    def _sleeping(self) -> SimpleQueue[None]:
+        """Mark the caller as about to sleep (call with ``lock`` held); where to sleep."""
+        if self.wakeups is None:
+            self.wakeups = SimpleQueue()
         self.waiting = True
-        try:
-            self.cond.wait()
-        finally:
-            self.waiting = False
+        return self.wakeups
+
+    def _wake(self) -> None:
+        """Wake the caller (call with ``lock`` held, when ``waiting``)."""
+        self.waiting = False
+        assert self.wakeups is not None
+        self.wakeups.put(None)
 
 
-def _sum_in_order(target: Node, reports: list) -> Any:
-    """Add the reported deltas in (consumer id, position) order; None means none.
+def backward(root: Node, delta: Any, targets: Sequence[Node] | None = None) -> list[Any] | None:
+    """Send ``delta`` back from ``root``; commit every reached node's total, or return the targets'.
 
-    ``reports`` alternates order keys (consumer id << 32 | argument position)
-    and deltas.
-    """
-    keys = reports[0::2]
-    deltas = reports[1::2]
-    order = sorted(range(len(keys)), key=keys.__getitem__)
-    ordered = [deltas[i] for i in order if deltas[i] is not None]
-    return target.combine(ordered) if ordered else None
-
-
-def backward(root: Node, delta: Any) -> None:
-    """Send ``delta`` back from ``root`` and accumulate every reached node's gradient.
-
-    Blocks until the pass is over. Raises the first exception a vjp raised;
-    then no gradient has changed and the graph can be run again.
+    Without ``targets``, every node the pass reaches adds its total delta
+    to its gradient, all in one indivisible step at the end, and the call
+    returns None. With a sequence of nodes, nothing is committed and the
+    call returns each target's total for the pass (None where it got none).
+    Blocks until the pass is over. If anything raises, no gradient has
+    changed, the exception propagates with its own type and traceback, and
+    the graph can be run again.
 
     >>> from corgi.engine import Node, backward
     >>> x = Node()
     >>> y = Node((x, x), lambda d: (3 * d, 4 * d), name="y")  # y = 3x + 4x
+    >>> backward(y, 1, targets=[x, y, Node()]), x.gradient
+    ([7, 1, None], None)
     >>> backward(y, 1)
     >>> x.gradient, y.gradient
     (7, 1)
     """
-    recorders = _trace.active()
-    this = _Pass(0, recorders)
-    if recorders is not None:
-        recorders.event("start", this.id, root)
-    reached: list = []
+    if targets is not None:
+        targets = list(targets)
+        for position, target in enumerate(targets):
+            if not isinstance(target, Node):
+                raise TypeError(f"backward: target {position} must be an engine Node, got {type(target).__name__}")
+    recorder = _trace.active()
+    this = _Pass(recorder, _hooks.registered() if targets is None else None)
+    if recorder is not None:
+        recorder.event("start", this.id, root)
+    reached: list[Node] = []
+    # Built before anything can fail, run only if something does (``NEVER in``).
+    clean_up = forgetting(reached, this)
     try:
         count_consumers(root, this, reached)
         this.remaining = len(reached)
-        if recorders is not None:
+        if recorder is not None:
             for node in reached:
-                recorders.event("count", this.id, node, None, node.pending.get(this, 0))
+                recorder.event("count", this.id, node, None, waiting_for(node, this))
         this.drive(root, delta)
-    except BaseException as interrupt:  # noqa: B036 - e.g. KeyboardInterrupt while waiting
-        this.fail(interrupt)
-        this.wait_idle()
-    error = this.error
-    if error is not None:
-        # Drop everything the pass holds before raising: the traceback keeps
-        # its frames (and so this pass) alive, and the pass must not keep the
-        # exception, its counters or its staged deltas in return.
-        forget(reached, this)
-        this.staged_nodes.clear()
-        this.staged_deltas.clear()
-        this.ready.clear()
-        this.error = _FAILED
-        if recorders is not None:
-            recorders.event("end", this.id, root, None, "failed")
-        this = None
+        if this.error is not None:
+            raise this.error
+        if targets is not None:
+            totals = dict(zip(this.staged_nodes, this.staged_deltas))
+            if recorder is not None:
+                recorder.event("end", this.id, root, None, "done")
+            return [totals.get(target) for target in targets]
+        gradients.add_gradients(this.staged_nodes, this.staged_deltas)
+    except BaseException as error:
+        first = this.error is None
+        if first:
+            this.error = error  # every step still running stops at its next node
+        # First, before any point where a second interrupt could land: forget
+        # the pass's counters, in one step.
+        NEVER in clean_up  # noqa: B015 - the test runs the clean-up
         try:
-            raise error
+            this.staged_nodes.clear()
+            this.staged_deltas.clear()
+            if recorder is not None and first:
+                recorder.event("error", this.id, None, None, type(error).__name__)
+            this.wait_idle()  # no step of the pass runs after backward() returns
         finally:
-            error = None
-    hook = debug.hook
-    for node, total in zip(this.staged_nodes, this.staged_deltas):
-        with node.lock:
-            current = node.gradient
-            if hook is not None:
-                hook("commit")
-            node.gradient = total if current is None else current + total
-    if recorders is not None:
-        recorders.event("end", this.id, root, None, "done")
+            # The traceback keeps this frame alive: let it keep no pass.
+            this.error = _FAILED
+            if recorder is not None:
+                recorder.event("end", this.id, root, None, "failed")
+            del this, clean_up
+            reached.clear()
+        raise
+    # Nothing from the commit to the return can run a signal handler here,
+    # unless a trace is recording: its last event comes after the commit.
+    if recorder is not None:
+        recorder.event("end", this.id, root, None, "done")
+    return None
 
 
 # What a failed pass's ``error`` becomes once the exception is on its way out.

@@ -11,8 +11,11 @@ nothing and pays one ``None`` check per event site.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Iterator, NamedTuple, Optional
+from typing import Any, NamedTuple
+
+from .atomic import publish
 
 
 class Event(NamedTuple):
@@ -34,8 +37,8 @@ class Event(NamedTuple):
 
     kind: str
     pass_id: int
-    node: Optional[tuple[str, int]]
-    target: Optional[tuple[str, int]]
+    node: tuple[str, int] | None
+    target: tuple[str, int] | None
     detail: Any
     thread: str
 
@@ -43,7 +46,7 @@ class Event(NamedTuple):
 class Recorder:
     """What the scheduler calls; a ``Trace`` or several at once."""
 
-    def __init__(self, traces: tuple["Trace", ...]) -> None:
+    def __init__(self, traces: tuple[Trace, ...]) -> None:
         self.traces = traces
 
     def event(self, kind: str, pass_id: int, node: Any, target: Any = None, detail: Any = None) -> None:
@@ -116,14 +119,31 @@ class Trace:
         return _render(self.events, threads)
 
 
-_active: list[Trace] = []
-_active_lock = threading.Lock()
-_recorder: Optional[Recorder] = None
+class _Recording:
+    """The module's one mutable cell: the traces recording now and their recorder; replaced, never changed."""
+
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        self.current: tuple[tuple[Trace, ...], Recorder | None] = ((), None)
 
 
-def active() -> Optional[Recorder]:
+_recording = _Recording()
+
+
+def active() -> Recorder | None:
     """The recorder for a pass starting now, or ``None`` outside any trace."""
-    return _recorder
+    return _recording.current[1]
+
+
+def _change(edit: Callable[[tuple[Trace, ...]], tuple[Trace, ...]]) -> None:
+    # One indivisible step (``atomic``): safe from any thread, finalizer or signal handler.
+    while True:
+        old = _recording.current
+        traces = edit(old[0])
+        new = (traces, Recorder(traces) if traces else None)
+        if publish((_recording,), "current", (old,), (new,)):
+            return
 
 
 @contextmanager
@@ -141,17 +161,12 @@ def trace() -> Iterator[Trace]:
     >>> len(t.events) == recorded
     True
     """
-    global _recorder
     recording = Trace()
-    with _active_lock:
-        _active.append(recording)
-        _recorder = Recorder(tuple(_active))
+    _change(lambda traces: (*traces, recording))
     try:
         yield recording
     finally:
-        with _active_lock:
-            _active.remove(recording)
-            _recorder = Recorder(tuple(_active)) if _active else None
+        _change(lambda traces: tuple(t for t in traces if t is not recording))
 
 
 def _render(events: list[Event], threads: bool) -> str:
@@ -169,6 +184,10 @@ def _render(events: list[Event], threads: bool) -> str:
     for node in seen:
         nodes[node] = f"N{len(nodes) + 1}"
 
+    def ref(node: tuple[str, int] | None) -> str:
+        assert node is not None, "a fire, send, complete or end event names its node"
+        return nodes[node]
+
     def label(node: tuple[str, int]) -> str:
         return f"{node[0]} {nodes[node][1:]}"
 
@@ -185,16 +204,15 @@ def _render(events: list[Event], threads: bool) -> str:
             passes[event.pass_id] = f"P{len(passes) + 1}"
             callers[event.pass_id] = event.thread
             counts[event.pass_id] = []
-        elif event.kind == "count":
-            if event.detail:
-                counts[event.pass_id].append(f"{label(event.node)} waits for {event.detail}")
+        elif event.kind == "count" and event.detail and event.node is not None:
+            counts[event.pass_id].append(f"{label(event.node)} waits for {event.detail}")
 
     body: list[str] = []
     started: set[int] = set()
     for event in events:
         caller = passes.get(event.pass_id, "P?")
         if event.kind == "fire":
-            target = nodes[event.node]
+            target = ref(event.node)
             if event.pass_id not in started:
                 started.add(event.pass_id)
                 # one count a line: ";" would end a Mermaid statement
@@ -206,9 +224,9 @@ def _render(events: list[Event], threads: bool) -> str:
         elif event.kind == "send":
             arrow = "->>" if event.detail else "-->>"
             text = "delta" if event.detail else "no delta"
-            body.append(f"{nodes[event.node]}{arrow}{nodes[event.target]}: {text}")
+            body.append(f"{ref(event.node)}{arrow}{ref(event.target)}: {text}")
         elif event.kind == "complete":
-            body.append(f"deactivate {nodes[event.node]}")
+            body.append(f"deactivate {ref(event.node)}")
         elif event.kind == "error":
             if event.node is not None:
                 failed = nodes[event.node]
@@ -218,10 +236,10 @@ def _render(events: list[Event], threads: bool) -> str:
                 body.append(f"Note over {caller}: {event.detail} raised, pass cancelled")
         elif event.kind == "end":
             arrow = "-->>" if event.detail == "done" else "--x"
-            body.append(f"{nodes[event.node]}{arrow}{caller}: {event.detail}")
+            body.append(f"{ref(event.node)}{arrow}{caller}: {event.detail}")
 
     lines.append("sequenceDiagram")
-    for pass_id, name in passes.items():
+    for name in passes.values():
         lines.append(f"    participant {name} as backward() {name[1:]}")
     for node, name in nodes.items():
         lines.append(f"    participant {name} as {label(node)}")
