@@ -16,6 +16,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from .. import engine
 from .core import Array
 
 
@@ -98,8 +99,6 @@ def set_gradients(
                     f"{where}: parameter {position} holds {values.dtype}, its gradient {gradient.dtype}"
                 )
         nodes.append(node)
-    # Nothing below can raise: each assignment happens under the node's lock, as the
-    # engine's own commit and clear_gradient do, so no pass's commit interleaves with it.
-    for node, gradient in zip(nodes, gradients):
-        with node.lock:
-            node.gradient = gradient
+    # One indivisible step for all of them, as the engine's own commits are: a pass that
+    # commits meanwhile lands wholly before it or wholly on top of the new gradients.
+    engine.replace_gradients(nodes, gradients)

@@ -8,7 +8,7 @@ threads, and commits a pass's gradients in one indivisible step.
 """
 
 from .debug import set_yield_point
-from .gradients import add_gradients, take_gradients
+from .gradients import add_gradients, replace_gradients, take_gradients
 from .hooks import ReadyHook, add_ready_hook
 from .node import Node
 from .pool import Settings, configure, settings
@@ -25,6 +25,7 @@ __all__ = [
     "add_ready_hook",
     "backward",
     "configure",
+    "replace_gradients",
     "set_yield_point",
     "settings",
     "take_gradients",

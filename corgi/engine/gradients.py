@@ -84,6 +84,25 @@ def take_gradients(nodes: Sequence[Any]) -> list[Any]:
             return current
 
 
+def replace_gradients(nodes: Sequence[Any], values: Sequence[Any]) -> None:
+    """Make ``values[i]`` the gradient of ``nodes[i]`` (None clears it), all in one indivisible step.
+
+    Whatever the nodes held is dropped; a pass that commits meanwhile lands
+    entirely before the step (and is dropped with the rest) or entirely
+    after it (and adds onto the new values). Data-parallel training uses it
+    to install the gradients averaged across processes.
+
+    >>> from corgi.engine import Node, add_gradients, replace_gradients
+    >>> a, b = Node(), Node(); add_gradients((a,), (5,))
+    >>> replace_gradients((a, b), (1, None)); a.gradient, b.gradient
+    (1, None)
+    """
+    while True:
+        current = list(map(_gradient_of, nodes))
+        if publish(nodes, "gradient", current, values):
+            return
+
+
 def take_gradient(node: Any) -> Any:
     """``take_gradients`` for one node (``Node.take_gradient``), with less bookkeeping.
 
