@@ -32,7 +32,7 @@ from __future__ import annotations
 import contextvars
 import threading
 from collections import deque
-from typing import Any, Optional
+from typing import Any, Optional, Sequence
 
 from . import debug
 from . import pool as _pool
@@ -298,11 +298,15 @@ def _sum_in_order(target: Node, reports: list) -> Any:
     return target.combine(ordered) if ordered else None
 
 
-def backward(root: Node, delta: Any) -> None:
+def backward(root: Node, delta: Any, targets: Optional[Sequence[Node]] = None) -> Optional[list]:
     """Send ``delta`` back from ``root`` and accumulate every reached node's gradient.
 
     Blocks until the pass is over. Raises the first exception a vjp raised;
     then no gradient has changed and the graph can be run again.
+
+    With ``targets``, the pass commits nothing to any node's gradient and
+    returns, for each target, the total delta the pass sent it (None where
+    it sent none).
 
     >>> from corgi.engine import Node, backward
     >>> x = Node()
@@ -310,6 +314,8 @@ def backward(root: Node, delta: Any) -> None:
     >>> backward(y, 1)
     >>> x.gradient, y.gradient
     (7, 1)
+    >>> backward(y, 10, targets=[x, Node()]), x.gradient
+    ([70, None], 7)
     """
     recorders = _trace.active()
     this = _Pass(0, recorders)
@@ -343,6 +349,11 @@ def backward(root: Node, delta: Any) -> None:
             raise error
         finally:
             error = None
+    if targets is not None:
+        totals = {id(node): total for node, total in zip(this.staged_nodes, this.staged_deltas)}
+        if recorders is not None:
+            recorders.event("end", this.id, root, None, "done")
+        return [totals.get(id(target)) for target in targets]
     hook = debug.hook
     for node, total in zip(this.staged_nodes, this.staged_deltas):
         with node.lock:
@@ -352,6 +363,7 @@ def backward(root: Node, delta: Any) -> None:
             node.gradient = total if current is None else current + total
     if recorders is not None:
         recorders.event("end", this.id, root, None, "done")
+    return None
 
 
 # What a failed pass's ``error`` becomes once the exception is on its way out.
