@@ -227,6 +227,13 @@ def test_mean_var_std_match_numpy_and_refuse_no_degrees_of_freedom():
         x.std(ddof=-1)
 
 
+def test_std_of_equal_values_has_a_zero_gradient_as_pytorchs():
+    g = gradient_of(lambda a: a.std(axis=1), Array([[2.0, 2.0, 2.0], [1.0, 2.0, 3.0]]))
+    assert np.all(np.isfinite(g.numpy())) and g.numpy()[0].tolist() == [0.0, 0.0, 0.0]
+    assert np.allclose(g.numpy()[1], [-1.0, 0.0, 1.0] / (3.0 * np.sqrt(2.0 / 3.0)))
+    assert gradient_of(lambda a: a.std(), arr(5.0)) == arr(0.0)
+
+
 def test_argmax_and_argmin_are_numpys_indices_and_not_tracked():
     x = Array([[3.0, 9.0, 9.0], [7.0, 1.0, 0.0]]).tracked()
     assert x.argmax() == 1 and x[x.argmax()] == 9.0  # the flat index, so x[i] is the maximum

@@ -76,8 +76,9 @@ def test_var_and_std_with_ddof(case, seed, ddof):
         out = getattr(x, name)(axis=axis, ddof=ddof, keepdims=keepdims)
         expected = getattr(np, name)(x.numpy(), axis=axis, ddof=ddof, keepdims=keepdims)
         assert np.allclose(out.values, np.reshape(expected, -1), rtol=1e-10, atol=1e-12)
-        # std's derivative has a pole where the variance is 0 (one value per group, ddof 0)
-        if name == "std" and count - ddof == 1 and ddof == 0:
+        # one value a group (ddof 0): std = |x - x| = 0, where its gradient is PyTorch's 0, which a
+        # finite difference can't see (it steps off the kink); test_array_api checks it exactly
+        if name == "std" and count == 1:
             continue
         w = weights_for(out.dimensions, seed)
         check(lambda a: getattr(a, name)(axis=axis, ddof=ddof, keepdims=keepdims) * w, x, rtol=1e-4, atol=1e-6)

@@ -226,3 +226,5 @@ def test_ties_split_the_gradient_as_torch_does(dtype):
     _compare(lambda a: a.clip(0.0, 2.0), lambda a: _T.clamp(a, 0.0, 2.0), None, values=[x], dtype=dtype)
     _compare(lambda a: abs(a - 2.0), lambda a: _T.abs(a - 2.0), None, values=[x], dtype=dtype)
     _compare(lambda a: a.prod(axis=1), lambda a: _T.prod(a, dim=1), None, values=[np.array([[0.0, 2.0, 3.0], [0.0, 0.0, 1.0]])], dtype=dtype)
+    equal_rows = np.array([[2.0, 2.0, 2.0], [1.0, 2.0, 4.0]])
+    _compare(lambda a: a.std(axis=1, ddof=1), lambda a: _T.std(a, dim=1, correction=1), None, values=[equal_rows], dtype=dtype)

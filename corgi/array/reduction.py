@@ -131,22 +131,55 @@ def logsumexp(x: Any, axis: Any, shape: Any) -> tuple[Any, ...]:
     return kept.reshape(shape), (x, kept)
 
 
-def _reduce(x: Any, name: str, axis: Any, keepdims: Any, where: str = "") -> Array:
+class _Deviation(NamedTuple):
+    """What a standard deviation's vjp needs."""
+
+    centred: np.ndarray  # x - mean
+    kept: np.ndarray  # the deviation of each group, in the kept shape
+    freedom: float  # n - ddof
+
+
+def _std_dx(g: np.ndarray, s: _Deviation) -> np.ndarray:
+    # d std = d var / (2 std) and d var / dx = 2 (x - mean) / (n - ddof), so
+    # dx = dy (x - mean) / ((n - ddof) std); 0 where std = 0 (PyTorch's rule: a group of equal
+    # values has no direction to spread in), where the composition sqrt(var) would give 0 * inf
+    scale = np.zeros(s.kept.shape, dtype=g.dtype)
+    np.divide(g.reshape(s.kept.shape), s.kept * s.freedom, out=scale, where=s.kept != 0)
+    return scale * s.centred
+
+
+# y = sqrt(sum((x - mean)^2) / (n - ddof)) over ``axis``, as numpy computes it; a primitive
+# (not sqrt of var) for its gradient where the deviation is 0
+@register("std", _std_dx)
+def deviation(x: Any, axis: Any, shape: Any, ddof: Any) -> tuple[Any, ...]:
+    freedom = float(int(np.prod([x.shape[a] for a in axis])) - ddof)
+    centred = x - x.mean(axis=axis, keepdims=True)
+    kept = np.sqrt((centred * centred).sum(axis=axis, keepdims=True) / freedom)
+    return kept.reshape(shape), _Deviation(centred, kept, freedom)
+
+
+def _reduce(x: Any, name: str, axis: Any, keepdims: Any, where: str = "", **params: Any) -> Array:
     """``apply`` the reduction primitive ``name``; errors name ``where`` (the user's function), default ``name``."""
     where = where or name
     if not isinstance(keepdims, (bool, np.bool_)):
         raise TypeError(f"{where}: keepdims must be True or False, got {keepdims!r}")
     shape = x._values.shape
     axes = axes_of(axis, len(shape), where)
-    return apply(name, (x,), {"axis": axes, "shape": reduced_shape(shape, axes, bool(keepdims))})
+    return apply(name, (x,), {"axis": axes, "shape": reduced_shape(shape, axes, bool(keepdims)), **params})
 
 
-def _variance(x: Any, axis: Any, ddof: Any, keepdims: Any, where: str) -> Array:
-    # sum((x - mean)^2) / (n - ddof), as numpy computes it
+def _freedom(x: Any, axis: Any, ddof: Any, where: str) -> tuple[int, int]:
+    """The values a group and ``ddof``, checked to leave a degree of freedom."""
     count = _count(x, axis, where)
     ddof = whole_number(ddof, "ddof", where, minimum=0)
     if count - ddof <= 0:
         raise ValueError(f"{where}: ddof={ddof} leaves no degrees of freedom for {count} values a group")
+    return count, ddof
+
+
+def _variance(x: Any, axis: Any, ddof: Any, keepdims: Any, where: str) -> Array:
+    # sum((x - mean)^2) / (n - ddof), as numpy computes it
+    count, ddof = _freedom(x, axis, ddof, where)
     centred = x - _reduce(x, "sum", axis, True, where) / float(count)
     return _reduce(centred * centred, "sum", axis, keepdims, where) / float(count - ddof)
 
@@ -218,16 +251,20 @@ class ReductionMethods(ArrayData):
         """
         return _variance(self, axis, ddof, keepdims, "var")
 
-    @composed("std", ["var", "sqrt"])
     def std(self, axis: Any = None, ddof: int = 0, keepdims: bool = False) -> Array:
-        """The standard deviation over ``axis``: ``sqrt(var)``, as numpy's; its gradient is NaN
-        where the variance is 0, as PyTorch's.
+        """The standard deviation over ``axis``: ``sqrt(var)``, as numpy's; its gradient is 0
+        where the deviation is 0 (every value of the group equal), as PyTorch's.
 
         >>> from corgi import arr
-        >>> arr(1.0, 3.0).std()
-        Array([1.], dimensions=(1,))
+        >>> x = arr(arr(1.0, 3.0), arr(2.0, 2.0)).tracked()
+        >>> s = x.std(axis=1)
+        >>> s.backward()
+        >>> s, x.gradient()
+        (Array([1., 0.], dimensions=(2,), tracked), Array([[-0.5,  0.5],
+               [ 0. ,  0. ]], dimensions=(2, 2)))
         """
-        return _variance(self, axis, ddof, keepdims, "std").sqrt()
+        _, ddof = _freedom(self, axis, ddof, "std")
+        return _reduce(self, "std", axis, keepdims, "std", ddof=ddof)
 
     def max(self, axis: Any = None, keepdims: bool = False) -> Array:
         """The largest value over ``axis`` (None: all), as numpy's; tied maxima share the gradient
