@@ -148,12 +148,16 @@ def _std_dx(g: np.ndarray, s: _Deviation) -> np.ndarray:
     return scale * s.centred
 
 
-# y = sqrt(sum((x - mean)^2) / (n - ddof)) over ``axis``, as numpy computes it; a primitive
-# (not sqrt of var) for its gradient where the deviation is 0
+# y = sqrt(sum((x - mean)^2) / (n - ddof)) over ``axis``; a primitive (not sqrt of var) for its
+# gradient where the deviation is 0. The mean is taken of x less the group's first value: a
+# group of equal values then centres to exact zeros (numpy's (a + a + a) / 3 need not give a
+# back, and a deviation of 1e-17 would point the gradient anywhere)
 @register("std", _std_dx)
 def deviation(x: Any, axis: Any, shape: Any, ddof: Any) -> tuple[Any, ...]:
     freedom = float(int(np.prod([x.shape[a] for a in axis])) - ddof)
-    centred = x - x.mean(axis=axis, keepdims=True)
+    first = x[tuple(slice(0, 1) if a in axis else slice(None) for a in range(x.ndim))]
+    offset = x - first
+    centred = offset - offset.mean(axis=axis, keepdims=True)
     kept = np.sqrt((centred * centred).sum(axis=axis, keepdims=True) / freedom)
     return kept.reshape(shape), _Deviation(centred, kept, freedom)
 
