@@ -47,7 +47,7 @@ def bind(array_class: type[Array]) -> None:
 
 def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = None) -> Array:
     """Run the registered primitive ``name`` on ``operands`` and record it if an operand is tracked."""
-    raw = [operand._values if type(operand) is Array_ else operand for operand in operands]
+    raw = [item._values if type(item) is Array_ else item for item in operands]
     primitive = PRIMITIVES[name]
     try:
         result = primitive.forward(*raw, **params) if params else primitive.forward(*raw)
@@ -65,9 +65,9 @@ def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = 
     out._node = None
     inputs: list[Any] = []
     mask = 0
-    for position, operand in enumerate(operands):
-        if type(operand) is Array_ and operand._tracked:
-            inputs.append(operand._node)
+    for position, item in enumerate(operands):
+        if type(item) is Array_ and item._tracked:
+            inputs.append(item._node)
             mask |= 1 << position
     if inputs and is_recording():
         out._node = op_node(
