@@ -87,7 +87,8 @@ class OpNode(ArrayNode):
 def leaf_node(values: np.ndarray, name: str | None = None) -> ArrayNode:
     """The node of an array marked tracked: no inputs, a gradient slot; ``name`` labels it in traces."""
     node = ArrayNode() if name is None else ArrayNode(name=name)
-    node.shape = shared(values.shape)
+    shape = values.shape
+    node.shape = _SHAPES.get(shape) or shared(shape)
     node.dtype = values.dtype
     return node
 

@@ -102,10 +102,11 @@ def operand(x: Any, where: str) -> Any:
         return x
     if type(x) is Array_ or isinstance(x, Array_):
         return x
-    if isinstance(x, numbers.Real) and not isinstance(x, bool):
-        return float(x)
+    # (a numpy array before the numbers.Real check, an ABC lookup of a microsecond)
     if isinstance(x, np.ndarray):  # a boolean mask counts as 0 and 1, as in numpy
         return to_values(x, None, x.dtype if x.dtype.kind == "f" else None)
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return float(x)
     raise TypeError(f"{where}: expects an Array or a number, got {type(x).__name__}")
 
 
