@@ -13,9 +13,37 @@ True
 (True, True, True)
 """
 
-from .array import Array, allclose, arr, no_grad
+from .array import (
+    Array,
+    allclose,
+    arr,
+    concatenate,
+    grad,
+    maximum,
+    minimum,
+    no_grad,
+    split,
+    stack,
+    where,
+)
 from .gradcheck import GradcheckError, gradcheck, gradcheck_model
 
 __version__ = "0.9.2"
 
-__all__ = ["Array", "arr", "allclose", "no_grad", "gradcheck", "gradcheck_model", "GradcheckError", "__version__"]
+__all__ = [
+    "Array",
+    "GradcheckError",
+    "__version__",
+    "allclose",
+    "arr",
+    "concatenate",
+    "grad",
+    "gradcheck",
+    "gradcheck_model",
+    "maximum",
+    "minimum",
+    "no_grad",
+    "split",
+    "stack",
+    "where",
+]

@@ -18,7 +18,7 @@ def make_relu() -> Activation:
 
     >>> from corgi import arr
     >>> make_relu()(arr(-1.0, 2.0))
-    Array(dimensions=(2,), values=[0.0, 2.0])
+    Array([0., 2.], dimensions=(2,))
     """
 
     def relu(x: Array) -> Array:
@@ -32,7 +32,7 @@ def make_sigmoid() -> Activation:
 
     >>> from corgi import arr
     >>> make_sigmoid()(arr(0.0, -1000.0))
-    Array(dimensions=(2,), values=[0.5, 0.0])
+    Array([0.5, 0. ], dimensions=(2,))
     """
 
     def sigmoid(x: Array) -> Array:
@@ -46,7 +46,7 @@ def make_tanh() -> Activation:
 
     >>> from corgi import arr
     >>> make_tanh()(arr(0.0))
-    Array(dimensions=(1,), values=[0.0])
+    Array([0.], dimensions=(1,))
     """
 
     def tanh(x: Array) -> Array:
@@ -60,7 +60,8 @@ def make_softmax() -> Activation:
 
     >>> from corgi import arr
     >>> make_softmax()(arr(arr(0.0, 0.0), arr(1000.0, -1000.0)))
-    Array(dimensions=(2, 2), values=[0.5, 0.5, 1.0, 0.0])
+    Array([[0.5, 0.5],
+           [1. , 0. ]], dimensions=(2, 2))
     """
 
     def softmax(x: Array) -> Array:

@@ -29,7 +29,7 @@ def make_mse() -> Cost:
     >>> from corgi import arr
     >>> mse = make_mse()
     >>> mse(arr(arr(1.0, 2.0), arr(3.0, 4.0)), arr(arr(1.0, 2.0), arr(3.0, 6.0)))
-    Array(dimensions=(1,), values=[1.0])
+    Array([1.], dimensions=(1,))
     """
 
     def mse(output: Array, target: Target) -> Array:
@@ -90,7 +90,7 @@ def make_softmax_cross_entropy() -> Cost:
     >>> loss = make_softmax_cross_entropy()(logits, arr(arr(0.0, 1.0)))
     >>> loss.backward()
     >>> loss[0], logits.gradient()      # make_cross_entropy: 27.63 and a zero gradient
-    (2000.0, Array(dimensions=(1, 2), values=[1.0, -1.0]))
+    (2000.0, Array([[ 1., -1.]], dimensions=(1, 2)))
     """
 
     def softmax_cross_entropy(logits: Array, target: Target) -> Array:

@@ -65,7 +65,8 @@ class Model:
         >>> model = Model([Dense(2, 1, initializer.make_he(rng=0))], GradientDescent(0.1), cost.make_mse())
         >>> model.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
         >>> model.forward(Array([[3.0, 4.0], [1.0, 0.0]]))
-        Array(dimensions=(2, 1), values=[11.5, 1.5])
+        Array([[11.5],
+               [ 1.5]], dimensions=(2, 1))
         >>> model.output is not None
         True
         """
@@ -86,7 +87,7 @@ class Model:
         >>> model.backward(Array([[5.0]]))            # (2 * 1 - 5)^2
         9.0
         >>> model.parameters()[0].gradient()          # d/dw (w x - t)^2 = 2 (w x - t) x
-        Array(dimensions=(1, 1), values=[-6.0])
+        Array([[-6.]], dimensions=(1, 1))
         """
         if self.output is None:
             raise ValueError("Model.backward: no output yet; call forward(input) first")
@@ -108,7 +109,7 @@ class Model:
         1.0
         >>> model.update()
         >>> model.parameters(), old[0].gradient()     # w = 2 - 0.5 * -2, b = 0 - 0.5 * -2
-        ([Array(dimensions=(1, 1), values=[3.0], tracked), Array(dimensions=(1,), values=[1.0], tracked)], None)
+        ([Array([[3.]], dimensions=(1, 1), tracked), Array([1.], dimensions=(1,), tracked)], None)
         """
         self.set_parameters(self.optimizer.update(self.parameters()))
 
@@ -154,7 +155,7 @@ class Model:
         >>> model = Model([Dense(1, 2, he), Dense(2, 1, he)], GradientDescent(0.1), cost.make_mse())
         >>> model.set_parameters([Array([[1.0, 2.0]]), Array([0.0, 0.0]), Array([[1.0], [1.0]]), Array([0.5])])
         >>> model.forward(Array([[2.0]]))             # (2 * 1 + 2 * 2) + 0.5
-        Array(dimensions=(1, 1), values=[6.5])
+        Array([[6.5]], dimensions=(1, 1))
         >>> model.set_parameters([Array([[1.0, 2.0]])])
         Traceback (most recent call last):
         ...

@@ -177,10 +177,11 @@ def test_out_of_range_is_an_index_error(index):
         a[index]
 
 
-@pytest.mark.parametrize("index", [1.0, "0", None, True, slice(0, 1), [0, 1]])
+@pytest.mark.parametrize("index", [1.0, "0", True, (0, 1.5), (slice(None), "a"), [0.5], np.array([1.0])])
 def test_an_index_of_the_wrong_type_is_a_type_error(index):
+    # (None, slices and integer lists are numpy's indices now: tests/test_indexing.py)
     with pytest.raises(TypeError, match="indices"):
-        arr(1.0, 2.0)[index]
+        arr(arr(1.0, 2.0), arr(3.0, 4.0))[index]
 
 
 # ---------------------------------------------------------------- equality, allclose, repr
@@ -200,9 +201,27 @@ def test_equality_needs_equal_dimensions_and_values():
 
 def test_equality_with_other_types_is_false_and_arrays_are_unhashable():
     a = arr(1.0)
-    assert (a == 1.0) is False and (a == [1.0]) is False and a != "a"
+    assert (a == [1.0]) is False and (a == None) is False and a != "a"  # noqa: E711
     with pytest.raises(TypeError):
         hash(a)
+
+
+@pytest.mark.parametrize("number", [1.0, 1, True])
+def test_equality_with_a_python_number_is_ambiguous_and_refused(number):
+    # corgi's == gives one bool for two whole Arrays; against a number a user may mean a mask
+    a = arr(1.0, 2.0)
+    with pytest.raises(TypeError, match="==: compares two whole Arrays .* np.equal"):
+        a == number
+    with pytest.raises(TypeError, match="!=: compares two whole Arrays"):
+        a != number
+
+
+def test_equality_with_numpy_values_is_numpys_elementwise_mask():
+    a = arr(1.0, 2.0)
+    for mask in (a == np.array([1.0, 3.0]), np.array([1.0, 3.0]) == a, a == np.float64(1.0), np.equal(a, 1.0)):
+        assert isinstance(mask, np.ndarray) and mask.dtype == bool
+    assert (a == np.array([1.0, 3.0])).tolist() == [True, False]
+    assert (a != np.array([1.0, 3.0])).tolist() == [False, True]
 
 
 def test_allclose():
@@ -216,13 +235,25 @@ def test_allclose():
         allclose(a, np.array([1.0, 2.0]))
 
 
-def test_repr_shows_dimensions_values_and_tracking():
+def test_repr_shows_nested_values_dimensions_and_tracking_as_numpy_does():
     a = Array([1.0, 2.0, 3.0, 4.0], dimensions=(2, 2))
-    assert repr(a) == "Array(dimensions=(2, 2), values=[1.0, 2.0, 3.0, 4.0])"
-    assert repr(arr(0.5).tracked()) == "Array(dimensions=(1,), values=[0.5], tracked)"
-    long = repr(Array(list(range(100)), dimensions=(10, 10)))
-    assert long.startswith("Array(dimensions=(10, 10), values=[0.0, 1.0") and "..." in long and "99.0" in long
-    assert len(long) < 200
+    assert repr(a) == "Array([[1., 2.],\n       [3., 4.]], dimensions=(2, 2))"
+    assert repr(arr(0.5).tracked()) == "Array([0.5], dimensions=(1,), tracked)"
+    # exactly numpy's layout (its summary above 1,000 values included), then dimensions and flags
+    for values in (np.arange(2000.0).reshape(40, 50), np.linspace(-1, 1, 24).reshape(2, 3, 4), np.array([1e-9, 5.0])):
+        # (numpy 2 adds its shape to a summarised repr; ours always ends with the dimensions)
+        numpy_repr = repr(values).replace(f", shape={values.shape}", "")
+        expected = numpy_repr[:-1].replace("array(", "Array(", 1) + f", dimensions={values.shape})"
+        assert repr(Array(values)) == expected
+    assert "..." in repr(Array(np.arange(2000.0))) and len(repr(Array(np.arange(2000.0)))) < 200
+    with np.printoptions(precision=2):
+        assert repr(arr(1.0 / 3.0)) == "Array([0.33], dimensions=(1,))"
+
+
+def test_float32_repr_shows_float32_precision_and_the_dtype():
+    # float32 0.1 is 0.100000001490116...; numpy prints the shortest float32 that reads back
+    assert repr(Array([0.1, 1.0 / 3.0], dtype="float32")) == "Array([0.1       , 0.33333334], dimensions=(2,), dtype=float32)"
+    assert repr(Array([0.1], dtype="float32").tracked()) == "Array([0.1], dimensions=(1,), dtype=float32, tracked)"
 
 
 def test_sum_all_is_an_untracked_float():

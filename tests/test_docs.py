@@ -20,8 +20,10 @@ import corgi.engine as engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
-DOC_FILES = ["README.md", "docs/README.md", "docs/architecture.md", "docs/engine.md", "docs/tutorial.md", "docs/porting.md",
-             "docs/distributed.md"]
+DOC_FILES = [
+    "README.md", "docs/README.md", "docs/architecture.md", "docs/engine.md", "docs/tutorial.md", "docs/porting.md",
+    "docs/operations.md", "docs/distributed.md",
+]
 FENCE = re.compile(r"^```(\S*)[ \t]*(.*?)\n(.*?)^```[ \t]*$", re.S | re.M)
 
 
@@ -84,7 +86,7 @@ def test_every_python_block_runs(name):
 
 def test_docs_index_links_every_page_and_reliability():
     index = (DOCS / "README.md").read_text()
-    for page in ("architecture.md", "engine.md", "tutorial.md", "porting.md", "reliability.md"):
+    for page in ("architecture.md", "engine.md", "tutorial.md", "porting.md", "reliability.md", "operations.md"):
         assert f"({page})" in index, f"docs/README.md does not link {page}"
 
 

@@ -70,9 +70,14 @@ def generated_fields(cls: type) -> set[str]:
 
 
 def public_members(cls: type) -> Iterator[tuple[str, object]]:
-    """(name, function) for every public method and property ``cls`` defines itself."""
+    """(name, function) for every public method and property ``cls`` defines itself, or takes
+    from a mixin defined in corgi that is not public itself (corgi.Array's operation families)."""
     generated = generated_fields(cls)
-    for name, value in vars(cls).items():
+    namespace: dict[str, object] = {}
+    for base in reversed(cls.__mro__):
+        if base is cls or (base.__module__.startswith("corgi") and base.__name__.endswith("Methods")):
+            namespace.update(vars(base))
+    for name, value in namespace.items():
         if name.startswith("_") or name in generated:
             continue
         if isinstance(value, property):
@@ -227,3 +232,12 @@ def test_imported_names_are_not_checked_where_they_are_imported(name):
     module = importlib.import_module(module_name)
     assert hasattr(module, attribute)
     assert attribute not in dict(public_names(module, use_all=False))
+
+
+def test_the_walk_reaches_the_methods_arrays_take_from_their_operation_families():
+    from corgi import Array
+
+    members = dict(public_members(Array))
+    for name in ("backward", "transpose", "T", "mean", "sum", "clip", "powf", "softmax", "matmul", "conv", "astype"):
+        assert name in members, name
+    assert not has_example(type("Bare", (), {"__doc__": "no example"}))

@@ -176,7 +176,11 @@ def test_matmul_operands_must_be_pairs_of_arrays():
 
 def test_matmul_operator_with_a_non_array():
     with pytest.raises(TypeError):
-        ones(2, 2) @ np.ones((2, 2))
+        ones(2, 2) @ [[1.0, 0.0], [0.0, 1.0]]
+    with pytest.raises(TypeError):
+        ones(2, 2) @ 2.0
+    # a numpy array is a constant operand, on either side, as with the other operators
+    assert ones(2, 2) @ np.ones((2, 2)) == np.ones((2, 2)) @ ones(2, 2) == Array(np.full((2, 2), 2.0))
 
 
 @pytest.mark.parametrize("target", [(4,), (2, 2), (7,), (3, 3)])
@@ -189,7 +193,12 @@ def test_reshape_dimensions_must_be_positive_whole_numbers():
     with pytest.raises(ValueError, match=names("reshape: every dimension must be at least 1", "(6, 0)")):
         ones(2, 3).reshape((6, 0))
     with pytest.raises(ValueError, match="reshape"):
-        ones(2, 3).reshape((-1, 6))
+        ones(2, 3).reshape((-2, 3))
+    with pytest.raises(ValueError, match="reshape"):
+        ones(2, 3).reshape((-1, -1))
+    with pytest.raises(ValueError, match=names("reshape", "(2, 3)", "(-1, 4)")):
+        ones(2, 3).reshape((-1, 4))
+    assert ones(2, 3).reshape((-1, 6)).dimensions == (1, 6)  # -1: whatever is left, as numpy
     with pytest.raises(TypeError, match="reshape: dimensions must hold whole numbers"):
         ones(2, 3).reshape(("a", 6))
 

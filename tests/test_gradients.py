@@ -1,8 +1,10 @@
-"""A registry-wide gradient sweep: every primitive against central finite differences.
+"""A registry-wide gradient sweep: every operation against central finite differences.
 
-Every test that gradchecks a primitive declares it with ``@covers(...)``;
-``test_every_primitive_has_a_gradcheck_case`` fails when a name in
-``corgi.array.PRIMITIVES`` has none, so a primitive can't be added untested.
+Every test that gradchecks an operation declares it with ``@covers(...)``;
+``test_every_operation_has_a_gradcheck_case`` fails when a name in
+``corgi.array.PRIMITIVES`` or ``corgi.array.COMPOSED`` has none, so an
+operation can't be added untested. This file sweeps corgi 0.9.2's
+operations; ``test_gradients_array_api.py`` numpy's everyday ones.
 Shapes come from hypothesis (broadcasting, size-1 dimensions, leading batch
 dimensions); values come from a numpy generator seeded by hypothesis and are
 kept away from kinks (relu at 0), poles (ln, reciprocal, div) and ties
@@ -14,58 +16,35 @@ max_pool pool and stride, axpy ``alpha``.
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
+from sweep import COVERED, SWEEP, away_from_zero, check, covers, pairs, seeds, shapes, uniform
 
-from corgi import Array, allclose, arr, gradcheck
-from corgi.array import PRIMITIVES
+from corgi import Array, allclose, arr
+from corgi.array import COMPOSED, PRIMITIVES
 
 pytestmark = pytest.mark.timeout(120)
 
-SWEEP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-RTOL, ATOL = 1e-5, 1e-7
 
-COVERED: dict[str, list[str]] = {}
+def _all_cases():
+    import test_gradients_array_api  # noqa: F401 - its @covers and float32 cases count too
 
-
-def covers(*names):
-    """Record that the decorated test gradchecks the primitives ``names``."""
-
-    def mark(test):
-        for name in names:
-            COVERED.setdefault(name, []).append(test.__name__)
-        return test
-
-    return mark
+    return test_gradients_array_api.FLOAT32_CASES
 
 
-def check(f, *inputs, rtol=RTOL, atol=ATOL):
-    assert gradcheck(f, list(inputs), rtol=rtol, atol=atol)
+def test_every_operation_has_a_gradcheck_case():
+    _all_cases()
+    operations = set(PRIMITIVES) | set(COMPOSED)
+    assert len(operations) > 50  # the registry is filled
+    missing = sorted(operations - set(COVERED))
+    assert not missing, f"operations without a gradcheck case: {missing}"
 
 
-def uniform(rng, shape, low=-2.0, high=2.0):
-    return Array(rng.uniform(low, high, size=shape))
-
-
-def away_from_zero(rng, shape, low=0.5, high=2.0):
-    """Values with |x| in [low, high] and a random sign."""
-    return Array(rng.uniform(low, high, size=shape) * rng.choice([-1.0, 1.0], size=shape))
-
-
-seeds = st.integers(0, 2**32 - 1)
-shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=3)
-pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=4, max_side=3)
-
-
-def test_every_primitive_has_a_gradcheck_case():
-    missing = sorted(set(PRIMITIVES) - set(COVERED))
-    assert not missing, f"primitives without a gradcheck case: {missing}"
-
-
-def test_every_primitive_has_a_float32_case():
-    missing = sorted(set(PRIMITIVES) - {name for name, _, _ in FLOAT32_CASES})
-    assert not missing, f"primitives without a float32 case: {missing}"
+def test_every_operation_has_a_float32_case():
+    names = {name for name, _, _ in FLOAT32_CASES + _all_cases()}
+    missing = sorted((set(PRIMITIVES) | set(COMPOSED)) - names)
+    assert not missing, f"operations without a float32 case: {missing}"
 
 
 # ---------------------------------------------------------------- elementwise
@@ -397,6 +376,7 @@ def test_matmul_operator_follows_numpy(shapes_, seed):
     check(lambda x, y: x @ y, a, b)
 
 
+@covers("axpy")
 @SWEEP
 @given(pairs, seeds, st.floats(-3.0, 3.0))
 def test_axpy_any_alpha(shapes_, seed, alpha):

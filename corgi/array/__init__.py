@@ -1,9 +1,29 @@
-"""Arrays and their primitives; the only package that imports the engine."""
+"""Arrays and their operations; the only package that imports the engine."""
 
 from .core import Array, allclose, arr
-from .gradients import get_gradients, set_gradients
+from .elementwise import maximum, minimum, where
+from .exchange import get_gradients, set_gradients
+from .gradients import grad
 from .parameters import step_parameters
 from .recording import no_grad
-from .registry import PRIMITIVES
+from .registry import COMPOSED, PRIMITIVES
+from .shape import concatenate, split, stack
 
-__all__ = ["Array", "arr", "allclose", "no_grad", "step_parameters", "get_gradients", "set_gradients", "PRIMITIVES"]
+__all__ = [
+    "COMPOSED",
+    "PRIMITIVES",
+    "Array",
+    "allclose",
+    "arr",
+    "concatenate",
+    "get_gradients",
+    "grad",
+    "maximum",
+    "minimum",
+    "no_grad",
+    "set_gradients",
+    "split",
+    "stack",
+    "step_parameters",
+    "where",
+]

@@ -1,104 +1,62 @@
-"""Reading and setting many parameters' gradients at once, as numpy arrays.
+"""``corgi.grad``: the gradients of one output with respect to chosen inputs, committing nothing.
 
-Data-parallel training (``corgi.distributed``) reads every parameter's
-gradient each step, averages it across processes, and makes the average the
-parameter's gradient, which the optimizer reads. These are those two steps,
-behind the Array API, so no package above the array reaches into the
-engine's nodes. They read and write the gradients where they are, without
-the Array wrapper that ``gradient()`` builds for each one (a data-parallel
-exchange runs once per step and must add little to the allreduce it waits
-for).
+It runs the same engine pass as ``backward()``, asks it for the totals that reach the
+inputs' nodes, and leaves every array's accumulated ``gradient()`` as it was. Passes do not
+share state, so many threads may call it at once, on shared graphs too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-
-import numpy as np
+from typing import TYPE_CHECKING, Any
 
 from .. import engine
-from .core import Array
+from .operation import is_array, wrap
+
+if TYPE_CHECKING:
+    from .core import Array
 
 
-def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> list[np.ndarray | None]:
-    """Each parameter's accumulated gradient as a read-only numpy array, or None where it has none.
+def grad(
+    output: Array, inputs: Array | Sequence[Array], delta: Any = None
+) -> Array | None | list[Array | None]:
+    """The gradients of ``output`` with respect to ``inputs``, without touching any ``gradient()``.
 
-    >>> from corgi import arr
-    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
-    >>> (w * 3.0).sum().backward()                   # b is not used
-    >>> [None if g is None else g.tolist() for g in get_gradients([w, b])]
-    [[3.0, 3.0], None]
-    >>> get_gradients([w, 2.0])
-    Traceback (most recent call last):
-    ...
-    TypeError: get_gradients: parameter 1 must be an Array, got float
+    ``inputs`` is one Array (one gradient back) or a sequence (a list back);
+    an input the output does not depend on gets None. Each input must have
+    been tracked. ``delta`` weights the output, as in ``backward(delta)``.
+    Inputs need not be leaves: an intermediate array gets the gradient that
+    reached it.
+
+    >>> from corgi import arr, grad
+    >>> x, w = arr(3.0).tracked(), arr(2.0).tracked()
+    >>> y = x * x * w                         # dy/dx = 2xw, dy/dw = x^2
+    >>> grad(y, [x, w, arr(0.0).tracked()])
+    [Array([12.], dimensions=(1,)), Array([9.], dimensions=(1,)), None]
+    >>> x.gradient() is None                  # nothing accumulated
+    True
+    >>> grad(y, x, delta=arr(0.5))
+    Array([6.], dimensions=(1,))
     """
-    found: list[np.ndarray | None] = []
-    for position, parameter in enumerate(parameters):
-        if not isinstance(parameter, Array):
-            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
-        node = parameter._node
-        gradient = None if node is None else node.gradient
-        if gradient is not None:
-            gradient = gradient.view()
-            gradient.setflags(write=False)  # read_only's effect, at a quarter of its cost
-        found.append(gradient)
-    return found
-
-
-def set_gradients(
-    parameters: Sequence[Array], gradients: Sequence[np.ndarray | None], where: str = "set_gradients"
-) -> None:
-    """Make each of ``gradients`` the accumulated gradient of its parameter (``None`` clears it).
-
-    Every parameter must be a tracked Array (or one that was tracked), and
-    each gradient a numpy array of its parameter's dimensions and dtype.
-    Everything is checked before anything changes: a bad gradient is a
-    TypeError or ValueError naming ``where`` and the position, and then no
-    gradient has changed. The arrays are taken without a copy: the caller
-    hands them over and must never write them again (an Array's values,
-    gradients included, never change).
-
-    >>> from corgi import arr
-    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
-    >>> (w * 3.0).sum().backward()                   # w's gradient is 3, 3; b has none
-    >>> set_gradients([w, b], [np.array([0.5, 0.25]), np.array([1.0])])
-    >>> w.gradient(), b.gradient()
-    (Array(dimensions=(2,), values=[0.5, 0.25]), Array(dimensions=(1,), values=[1.0]))
-    >>> set_gradients([w, b], [None, np.array([1.0, 2.0])])
-    Traceback (most recent call last):
-    ...
-    ValueError: set_gradients: parameter 1 has dimensions (1,), its gradient (2,)
-    >>> w.gradient()                                 # unchanged: all or nothing
-    Array(dimensions=(2,), values=[0.5, 0.25])
-    """
-    parameters = list(parameters)
-    gradients = list(gradients)
-    if len(parameters) != len(gradients):
-        raise ValueError(f"{where}: {len(parameters)} parameters but {len(gradients)} gradients")
+    if not is_array(output):
+        raise TypeError(f"grad: output must be an Array, got {type(output).__name__}")
+    single = is_array(inputs)
+    items: list[Any]
+    if is_array(inputs):
+        items = [inputs]
+    elif isinstance(inputs, Sequence) and not isinstance(inputs, str):
+        items = list(inputs)
+    else:
+        raise TypeError(f"grad: inputs must be an Array or a sequence of Arrays, got {type(inputs).__name__}")
     nodes = []
-    for position, (parameter, gradient) in enumerate(zip(parameters, gradients)):
-        if not isinstance(parameter, Array):
-            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
-        node = parameter._node
-        if node is None:
-            raise ValueError(f"{where}: parameter {position} is not tracked, so it has no gradient to set")
-        if gradient is not None:
-            if not isinstance(gradient, np.ndarray):
-                raise TypeError(
-                    f"{where}: the gradient of parameter {position} must be a numpy array or None, "
-                    f"got {type(gradient).__name__}"
-                )
-            values = parameter._values
-            if gradient.shape != values.shape:
-                raise ValueError(
-                    f"{where}: parameter {position} has dimensions {values.shape}, its gradient {gradient.shape}"
-                )
-            if gradient.dtype != values.dtype:
-                raise ValueError(
-                    f"{where}: parameter {position} holds {values.dtype}, its gradient {gradient.dtype}"
-                )
-        nodes.append(node)
-    # One indivisible step for all of them, as the engine's own commits are: a pass that
-    # commits meanwhile lands wholly before it or wholly on top of the new gradients.
-    engine.replace_gradients(nodes, gradients)
+    for position, item in enumerate(items):
+        if not is_array(item):
+            raise TypeError(f"grad: input {position} must be an Array, got {type(item).__name__}")
+        if item._node is None:
+            raise ValueError(f"grad: input {position} was never tracked, so no gradient can reach it; call tracked() on it first")
+        nodes.append(item._node)
+    if not output._tracked:
+        raise ValueError("grad: the output is not tracked; call tracked() on its inputs first")
+    totals = engine.backward(output._node, output._delta(delta, "grad"), targets=nodes)  # type: ignore[arg-type]  # tracked: has a node
+    results = [None if total is None else wrap(total) for total in totals or ()]
+    return results[0] if single else results

@@ -1,22 +1,29 @@
 """Convolution and pooling over the last two axes (corgi's ``src/array/image.rs``)."""
 
+# mypy: disable-error-code="no-any-return"
+# (numpy types its reductions, np.where and einsum as Any; the vjps return arrays)
+
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..checks import whole_numbers
+from .operation import ArrayData, apply, array_operand
 from .registry import register
 
+if TYPE_CHECKING:
+    from .core import Array
 
-def _pair(value, what, where):
+
+def _pair(value: Any, what: str, where: str) -> tuple[int, int]:
     rows, cols = whole_numbers(value, what, where, count=2)  # 1.5 is refused, not truncated
     return rows, cols
 
 
-def _windows(x, size, stride):
+def _windows(x: np.ndarray, size: tuple[int, int], stride: tuple[int, int]) -> np.ndarray:
     """Windows of ``size`` over the last two axes: (..., out_rows, out_cols, rows, cols)."""
     return sliding_window_view(x, size, axis=(-2, -1))[..., :: stride[0], :: stride[1], :, :]
 
@@ -24,14 +31,14 @@ def _windows(x, size, stride):
 class _Convolution(NamedTuple):
     """What a convolution's vjps need."""
 
-    x_shape: tuple
+    x_shape: tuple[int, ...]
     windows: np.ndarray  # (..., depth, out_rows, out_cols, f_rows, f_cols), a view of x
     filters: np.ndarray  # (count, depth, f_rows, f_cols)
-    stride: tuple
+    stride: tuple[int, int]
     single: bool  # one (depth, rows, cols) filter was given
 
 
-def _conv_grad_x(g, s: _Convolution):
+def _conv_grad_x(g: np.ndarray, s: _Convolution) -> np.ndarray:
     # every pixel gets g w back from each window it belongs to: overlapping windows add
     out_rows, out_cols = g.shape[-2:]
     f_rows, f_cols = s.filters.shape[-2:]
@@ -44,7 +51,7 @@ def _conv_grad_x(g, s: _Convolution):
     return dx
 
 
-def _conv_grad_filters(g, s: _Convolution):
+def _conv_grad_filters(g: np.ndarray, s: _Convolution) -> np.ndarray:
     lead = "".join(chr(ord("A") + i) for i in range(len(s.x_shape) - 3))
     dw = np.einsum(f"{lead}kij,{lead}dijrc->kdrc", g, s.windows, optimize=True)
     return dw[0] if s.single else dw
@@ -54,7 +61,7 @@ def _conv_grad_filters(g, s: _Convolution):
 # cross-correlation); dw = sum over windows of g times the window; dx adds g w back into
 # every window a pixel belongs to (corgi 0.9.2 assigned, losing overlapping windows)
 @register("conv", _conv_grad_x, _conv_grad_filters)
-def conv(x, filters, stride=(1, 1)):
+def conv(x: np.ndarray, filters: np.ndarray, stride: Any = (1, 1)) -> tuple[Any, ...]:
     stride = _pair(stride, "stride", "conv")
     single = filters.ndim == 3
     w = filters[None] if single else filters
@@ -63,7 +70,7 @@ def conv(x, filters, stride=(1, 1)):
             f"conv: needs an input (..., depth, rows, cols) and filters (count, depth, rows, cols) "
             f"or (depth, rows, cols), got {x.shape} and {filters.shape}"
         )
-    count, depth, f_rows, f_cols = w.shape
+    _, depth, f_rows, f_cols = w.shape
     if x.shape[-3] != depth or x.shape[-2] < f_rows or x.shape[-1] < f_cols:
         raise ValueError(f"conv: input {x.shape} does not fit filters {filters.shape}")
     windows = _windows(x, (f_rows, f_cols), stride)  # (..., depth, i, j, r, c)
@@ -75,13 +82,13 @@ def conv(x, filters, stride=(1, 1)):
 class _Pooling(NamedTuple):
     """What a max-pool's vjp needs."""
 
-    x_shape: tuple
+    x_shape: tuple[int, ...]
     argmax: np.ndarray  # the flat position of each window's first maximum
-    pool: tuple
-    stride: tuple
+    pool: tuple[int, int]
+    stride: tuple[int, int]
 
 
-def _pool_grad_x(g, s: _Pooling):
+def _pool_grad_x(g: np.ndarray, s: _Pooling) -> np.ndarray:
     out_rows, out_cols = g.shape[-2:]
     dx = np.zeros(s.x_shape, dtype=g.dtype)
     for r in range(s.pool[0]):
@@ -95,7 +102,7 @@ def _pool_grad_x(g, s: _Pooling):
 # y = the largest value of each window; dx routes g to the first maximum of each window
 # (windows that overlap add their shares)
 @register("max_pool", _pool_grad_x)
-def max_pool(x, pool=(2, 2), stride=(2, 2)):
+def max_pool(x: np.ndarray, pool: Any = (2, 2), stride: Any = (2, 2)) -> tuple[Any, ...]:
     pool = _pair(pool, "pool", "max_pool")
     stride = _pair(stride, "stride", "max_pool")
     if x.ndim < 2 or x.shape[-2] < pool[0] or x.shape[-1] < pool[1]:
@@ -105,3 +112,32 @@ def max_pool(x, pool=(2, 2), stride=(2, 2)):
     argmax = flat.argmax(axis=-1)
     out = np.take_along_axis(flat, argmax[..., None], axis=-1)[..., 0]
     return out, _Pooling(x.shape, argmax, pool, stride)
+
+
+class ImageMethods(ArrayData):
+    """Convolution and max-pooling over the last two dimensions."""
+
+    __slots__ = ()
+
+    def conv(self, filters: Array, stride: tuple[int, int] = (1, 1)) -> Array:
+        """Valid cross-correlation with ``filters`` (count, depth, rows, cols) or one (depth, rows, cols).
+
+        The input is (..., depth, rows, cols); the output (..., count, out_rows, out_cols).
+
+        >>> from corgi import Array
+        >>> image = Array(list(range(16)), dimensions=(1, 4, 4))
+        >>> image.conv(Array.zeros((1, 1, 2, 2)) + 1.0, stride=(2, 2))
+        Array([[[10., 18.],
+                [42., 50.]]], dimensions=(1, 2, 2))
+        """
+        return apply("conv", (self, array_operand(filters, "conv", "filters")), {"stride": stride})
+
+    def max_pool(self, pool: tuple[int, int] = (2, 2), stride: tuple[int, int] = (2, 2)) -> Array:
+        """The maximum of each ``pool`` window over the last two dimensions.
+
+        >>> from corgi import Array
+        >>> Array(list(range(16)), dimensions=(4, 4)).max_pool()
+        Array([[ 5.,  7.],
+               [13., 15.]], dimensions=(2, 2))
+        """
+        return apply("max_pool", (self,), {"pool": pool, "stride": stride})

@@ -1,35 +1,23 @@
-"""Sums, reshapes and matrix products (corgi's ``src/array/linalg.rs``)."""
+"""Matrix products (corgi's ``src/array/linalg.rs``; its sum and reshape live with their
+families in ``reduction.py`` and ``shape.py``)."""
+
+# mypy: disable-error-code="no-any-return"
+# (numpy types its reductions, np.where and einsum as Any; the vjps return arrays)
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import numpy as np
 
+from .operation import ArrayData, apply, array_operand, operand
 from .registry import register
 
-
-# y = sum of x over its last skip_count axes, kept as one axis of 1 (corgi's shape rule: 2x3
-# summed gives 2x1; skip_count 0 is the identity, as in corgi); dx = dy broadcast back over the
-# summed axes
-@register("sum", lambda g, s: np.broadcast_to(g.reshape(s[0]), s[1]))
-def sum_last(x, skip_count):
-    if not 0 <= skip_count <= x.ndim:
-        raise ValueError(f"sum: skip_count must be between 0 and {x.ndim} for dimensions {x.shape}, got {skip_count}")
-    lead = x.shape[: x.ndim - skip_count]
-    out = x.reshape(lead + (-1,)).sum(axis=-1).reshape(lead + (1,) if skip_count else lead)
-    return out, (lead + (1,) * skip_count, x.shape)
+if TYPE_CHECKING:
+    from .core import Array
 
 
-# a reshape moves no value: dx = dy in x's dimensions
-@register("reshape", lambda g, shape: g.reshape(shape))
-def reshape(x, dimensions):
-    if int(np.prod(dimensions)) != x.size or any(d < 1 for d in dimensions):
-        raise ValueError(f"reshape: can't reshape dimensions {x.shape} ({x.size} values) to {tuple(dimensions)}")
-    return x.reshape(dimensions), x.shape
-
-
-def _as_matrix(x, transpose, column):
+def _as_matrix(x: np.ndarray, transpose: bool, column: bool) -> np.ndarray:
     """A 1-D operand as a row (1, k), or a column (k, 1) when ``column``; then transpose."""
     if x.ndim == 1:
         x = x[:, None] if column else x[None, :]
@@ -41,7 +29,7 @@ class _Product(NamedTuple):
 
     left: np.ndarray  # A', as multiplied (a 1-D operand made a matrix, transposed on request)
     right: np.ndarray  # B'
-    shape: tuple  # the product's shape before 1-D operands' axes were dropped
+    shape: tuple[int, ...]  # the product's shape before 1-D operands' axes were dropped
     transpose_a: bool
     transpose_b: bool
     a_is_vector: bool
@@ -52,7 +40,7 @@ class _Product(NamedTuple):
 # operations, without a microsecond of Python-level dispatch each)
 
 
-def _grad_a(g, p: _Product):
+def _grad_a(g: np.ndarray, p: _Product) -> np.ndarray:
     if g.shape != p.shape:
         g = g.reshape(p.shape)
     d = g @ p.right.swapaxes(-1, -2)
@@ -60,7 +48,7 @@ def _grad_a(g, p: _Product):
     return d.reshape(d.shape[:-2] + (-1,)) if p.a_is_vector else d
 
 
-def _grad_b(g, p: _Product):
+def _grad_b(g: np.ndarray, p: _Product) -> np.ndarray:
     if g.shape != p.shape:
         g = g.reshape(p.shape)
     d = p.left.swapaxes(-1, -2) @ g
@@ -68,14 +56,14 @@ def _grad_b(g, p: _Product):
     return d.reshape(d.shape[:-2] + (-1,)) if p.b_is_vector else d
 
 
-def _grad_c(g, p: _Product):
+def _grad_c(g: np.ndarray, p: _Product) -> np.ndarray:
     return g if g.shape == p.shape else g.reshape(p.shape)
 
 
 # Y = A' B' + C with A' = A or A^T, B' = B or B^T (batched, broadcast over leading axes);
 # dA' = G B'^T, dB' = A'^T G, dC = G; a transposed operand gets the transposed delta.
 @register("matmul", _grad_a, _grad_b, _grad_c)
-def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
+def matmul(a: Any, b: Any, c: Any = None, transpose_a: Any = False, transpose_b: Any = False, vectors: Any = "corgi") -> tuple[Any, ...]:
     if a.ndim >= 2 and b.ndim >= 2:  # matrices, or stacks of them: the common case
         left = a.swapaxes(-1, -2) if transpose_a else a
         right = b.swapaxes(-1, -2) if transpose_b else b
@@ -121,3 +109,58 @@ def matmul(a, b, c=None, transpose_a=False, transpose_b=False, vectors="corgi"):
     saved = _Product(left, right, shape, transpose_a, transpose_b, a.ndim == 1, b.ndim == 1)
     # the backward does two products of the forward's size
     return out, saved, 2 * out.size * left.shape[-1]
+
+
+class LinalgMethods(ArrayData):
+    """Matrix products: ``Array.matmul`` (corgi's) and ``@`` (numpy's)."""
+
+    __slots__ = ()
+
+    def __matmul__(self, other: Array) -> Array:
+        """``a @ b`` follows ``numpy.matmul``'s rules for 1-D operands."""
+        if not is_array_like(other):
+            return NotImplemented
+        return apply("matmul", (self, operand(other, "matmul")), {"vectors": "numpy"})
+
+    def __rmatmul__(self, other: Any) -> Array:
+        if not isinstance(other, np.ndarray):
+            return NotImplemented
+        return apply("matmul", (operand(other, "matmul"), self), {"vectors": "numpy"})
+
+    @staticmethod
+    def matmul(
+        a: tuple[Array, bool],
+        b: tuple[Array, bool],
+        c: Array | None = None,
+    ) -> Array:
+        """``op(a) @ op(b) + c``, where ``op`` transposes the last two dimensions on request.
+
+        Batched over leading dimensions, which broadcast. A 1-D operand is a
+        row vector (a column when transposed); two plain 1-D operands give
+        their dot product, of dimensions (1,). ``c`` broadcasts to the result.
+
+        >>> from corgi import Array, arr
+        >>> a = arr(arr(1.0, 2.0, 3.0), arr(4.0, 5.0, 6.0))
+        >>> b = arr(arr(5.0, 3.0), arr(2.0, 6.0), arr(1.0, 2.0))
+        >>> Array.matmul((a, False), (b, False))
+        Array([[12., 21.],
+               [36., 54.]], dimensions=(2, 2))
+        >>> Array.matmul((arr(1.0, 2.0), False), (arr(3.0, 4.0), True))
+        Array([11.], dimensions=(1,))
+        """
+        (left, transpose_a), (right, transpose_b) = _pair_operand(a, "a"), _pair_operand(b, "b")
+        operands = (left, right) if c is None else (left, right, array_operand(c, "matmul", "c"))
+        return apply("matmul", operands, {"transpose_a": transpose_a, "transpose_b": transpose_b})
+
+
+def is_array_like(x: object) -> bool:
+    """An Array, or a numpy array (``a @ ndarray`` multiplies by a constant)."""
+    return isinstance(x, (np.ndarray, ArrayData))
+
+
+def _pair_operand(pair: Any, what: str) -> tuple[Array, bool]:
+    try:
+        array, transpose = pair
+    except (TypeError, ValueError):
+        raise TypeError(f"matmul: {what} must be a pair (Array, transpose), got {pair!r}") from None
+    return array_operand(array, "matmul", what), bool(transpose)

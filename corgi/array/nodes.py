@@ -1,24 +1,35 @@
-"""The engine nodes of tracked Arrays.
+"""The engine nodes of tracked Arrays: the one place that builds them.
 
 A tracked Array's node is an ``engine.Node`` that also knows its array's
-shape and dtype. A node made by an operation keeps the shared tuple of the
-tracked operands' vjps and what the primitive's forward saved for them; its
-``deltas`` calls each vjp and fits the result to its input's shape and
-dtype, so no primitive un-broadcasts by itself.
+shape and dtype. Each kind is built whole by its constructor, in one step:
+
+- ``leaf_node`` for an array that was marked tracked (``start_tracking``,
+  an optimizer's new parameter, an unpickled array);
+- ``OpNode`` for the result of a registered operation (``_apply``): it keeps
+  the shared tuple of the tracked operands' vjps and what the primitive's
+  forward saved for them, and its ``deltas`` calls each vjp and fits the
+  result to its input's shape and dtype, so no primitive un-broadcasts by
+  itself;
+- ``ArrayNode`` with a ``vjp`` for a user-defined operation (``Array.op``).
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
+from typing import Any
+
 import numpy as np
 
 from .. import engine
-from .registry import sum_to
+from .registry import Vjp, sum_to
+
+Shape = tuple[int, ...]
 
 # Shape tuples shared between nodes: a million-node graph must stay small.
-_SHAPES: dict = {}
+_SHAPES: dict[Shape, Shape] = {}
 
 
-def shared(shape: tuple) -> tuple:
+def shared(shape: Shape) -> Shape:
     """``shape`` as a tuple shared with every other node of that shape."""
     if len(_SHAPES) < 4096:
         return _SHAPES.setdefault(shape, shape)
@@ -26,9 +37,15 @@ def shared(shape: tuple) -> tuple:
 
 
 class ArrayNode(engine.Node):
-    """The node of a tracked Array: it knows its Array's shape and dtype; deltas are numpy arrays."""
+    """The node of a tracked Array: it knows its Array's shape and dtype; deltas are numpy arrays.
 
-    __slots__ = ("shape", "dtype")
+    Built whole by ``leaf_node``, ``op_node`` or ``custom_node`` (the engine's
+    ``Node.__init__``, then the array's fields), never field by field elsewhere.
+    """
+
+    __slots__ = ("dtype", "shape")
+    shape: Shape
+    dtype: np.dtype[Any]
 
     def combine(self, deltas: list[np.ndarray]) -> np.ndarray:
         """Add the deltas reported to this node, in the order given (the list may be used up).
@@ -63,9 +80,12 @@ class ArrayNode(engine.Node):
 class OpNode(ArrayNode):
     """A node made by ``_apply``: it calls its tracked operands' vjps and fits their deltas."""
 
-    __slots__ = ("vjps", "saved")
+    __slots__ = ("saved", "vjps")
+    vjps: tuple[Vjp, ...]
+    saved: Any
+    inputs: tuple[ArrayNode, ...]
 
-    def deltas(self, delta: np.ndarray) -> tuple:
+    def deltas(self, delta: np.ndarray) -> tuple[np.ndarray, ...]:
         vjps = self.vjps
         saved = self.saved
         inputs = self.inputs
@@ -85,7 +105,36 @@ class OpNode(ArrayNode):
         return (first, second, *rest)
 
 
-def fit(delta: np.ndarray, shape: tuple, dtype: np.dtype) -> np.ndarray:
+def leaf_node(values: np.ndarray, name: str | None = None) -> ArrayNode:
+    """The node of an array marked tracked: no inputs, a gradient slot; ``name`` labels it in traces."""
+    node = ArrayNode() if name is None else ArrayNode(name=name)
+    shape = values.shape
+    node.shape = _SHAPES.get(shape) or shared(shape)
+    node.dtype = values.dtype
+    return node
+
+
+def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarray, vjps: tuple[Vjp, ...], saved: Any) -> OpNode:
+    """The node of an operation's result: its inputs, the tracked operands' vjps (one per input, in
+    order) and what the forward saved for them."""
+    node = OpNode(inputs, None, name, cost)
+    shape = value.shape
+    node.shape = _SHAPES.get(shape) or shared(shape)
+    node.dtype = value.dtype
+    node.vjps = vjps
+    node.saved = saved
+    return node
+
+
+def custom_node(inputs: tuple[ArrayNode, ...], vjp: Callable[[Any], Sequence[Any]], name: str, value: np.ndarray) -> ArrayNode:
+    """The node of a user-defined operation's result (``Array.op``), whose ``vjp`` gives every delta."""
+    node = ArrayNode(inputs, vjp, name, value.size)
+    node.shape = shared(value.shape)
+    node.dtype = value.dtype
+    return node
+
+
+def fit(delta: np.ndarray, shape: Shape, dtype: np.dtype[Any]) -> np.ndarray:
     """A rule's delta summed down to its operand's dimensions, in its operand's dtype."""
     if delta.shape != shape:
         delta = sum_to(delta, shape)

@@ -1,41 +1,67 @@
-"""Transcendental and activation functions (corgi's ``src/array/nonlinearity.rs``)."""
+"""Transcendental and activation functions (corgi's ``src/array/nonlinearity.rs``): exp, ln,
+relu, sigmoid, tanh and the softmax family, with their methods."""
+
+# mypy: disable-error-code="no-any-return"
+# (numpy types its reductions, np.where and einsum as Any; the vjps return arrays)
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 import numpy as np
 
-from .registry import register
+from .operation import ArrayData, apply, is_array
+from .registry import composed, register
+from .values import to_values
+
+if TYPE_CHECKING:
+    from .core import Array
 
 
 # d(e^x) = e^x dx
 @register("exp", lambda g, out: g * out)
-def exp(x):
+def exp(x: Any) -> tuple[Any, ...]:
     out = np.exp(x)
     return out, out
 
 
 # d(ln x) = dx / x
 @register("ln", lambda g, x: g / x)
-def ln(x):
+def ln(x: Any) -> tuple[Any, ...]:
     return np.log(x), x
 
 
 # d relu(x) = [x > 0] dx
 @register("relu", lambda g, x: g * (x > 0))
-def relu(x):
+def relu(x: Any) -> tuple[Any, ...]:
     return np.maximum(x, 0), x
 
 
-# s = 1 / (1 + e^-x) = e^(-log(1 + e^-x)): logaddexp never overflows; ds = s (1 - s) dx
-@register("sigmoid", lambda g, out: g * (out * (1 - out)))
-def sigmoid(x):
+def _sigmoid_dx(g: np.ndarray, saved: Any) -> np.ndarray:
+    out, x = saved
+    if x is None:
+        return g * (out * (1 - out))
+    # float32: s (1 - s) = e^-(log(1 + e^-x) + log(1 + e^x)), in float64, where 1 - s would lose
+    # the digits of s that float32 rounding took (2e-4 relative at x = 8 from one ulp of s)
+    x = x.astype(np.float64)
+    return g * np.exp(-(np.logaddexp(0.0, x) + np.logaddexp(0.0, -x))).astype(g.dtype)
+
+
+# s = 1 / (1 + e^-x) = e^(-log(1 + e^-x)): logaddexp never overflows; ds = s (1 - s) dx.
+# float32 values are computed in float64 and rounded once, so they are correctly rounded rather
+# than an ulp or two off after float32's own exp and log
+@register("sigmoid", _sigmoid_dx)
+def sigmoid(x: Any) -> tuple[Any, ...]:
+    if x.dtype == np.float32:
+        out = np.exp(-np.logaddexp(0.0, -x.astype(np.float64))).astype(np.float32)
+        return out, (out, x)
     out = np.exp(-np.logaddexp(0, -x))
-    return out, out
+    return out, (out, None)
 
 
 # d tanh(x) = (1 - tanh(x)^2) dx
 @register("tanh", lambda g, out: g * (1 - out * out))
-def tanh(x):
+def tanh(x: Any) -> tuple[Any, ...]:
     out = np.tanh(x)
     return out, out
 
@@ -43,7 +69,7 @@ def tanh(x):
 # s = e^(x - max x) / sum e^(x - max x) over the last axis (the shift keeps e^ finite);
 # ds = s * (g - sum(g * s)) along that axis
 @register("softmax", lambda g, out: out * (g - _row_sum(g * out)))
-def softmax(x):
+def softmax(x: Any) -> tuple[Any, ...]:
     shifted = np.exp(x - _row_max(x))
     out = shifted / _row_sum(shifted)
     return out, out
@@ -52,12 +78,12 @@ def softmax(x):
 # ln s = (x - max x) - ln sum e^(x - max x) over the last axis: exact where s itself underflows
 # to 0; d ln s = g - s * sum(g) along that axis, with s = e^(ln s)
 @register("log_softmax", lambda g, out: g - np.exp(out) * _row_sum(g))
-def log_softmax(x):
+def log_softmax(x: Any) -> tuple[Any, ...]:
     out = _log_softmax(x)
     return out, out
 
 
-def _row_max(x):
+def _row_max(x: np.ndarray) -> np.ndarray:
     """The maximum over the last axis, kept as an axis of 1.
 
     numpy reduces many short rows slowly (7 us for 128 rows of 10 values); the
@@ -70,10 +96,10 @@ def _row_max(x):
 
 
 # Ones to sum rows with, by (length, dtype): read-only, shared.
-_ONES: dict = {}
+_ONES: dict[tuple[int, np.dtype[Any]], np.ndarray] = {}
 
 
-def _row_sum(x):
+def _row_sum(x: np.ndarray) -> np.ndarray:
     """The sum over the last axis, kept as an axis of 1.
 
     As a product with a vector of ones: numpy's reduction loops over many
@@ -91,7 +117,7 @@ def _row_sum(x):
     return x.reshape(-1, k).dot(ones).reshape(x.shape[:-1] + (1,))
 
 
-def _log_softmax(x):
+def _log_softmax(x: np.ndarray) -> np.ndarray:
     shifted = x - _row_max(x)
     log_total = _row_sum(np.exp(shifted))
     np.log(log_total, out=log_total)
@@ -99,26 +125,29 @@ def _log_softmax(x):
     return shifted
 
 
-def _cross_entropy_logits(g, saved):
+def _cross_entropy_logits(g: np.ndarray, saved: Any) -> np.ndarray:
     log_p, target, scale = saved
     delta = np.exp(log_p)  # the softmax; fresh, so the rest works in place
-    delta *= _row_sum(target)
+    total = _row_sum(target)
+    if target.shape[-1] != log_p.shape[-1]:
+        total *= log_p.shape[-1]  # a target of one column counts once for each of the K classes
+    delta *= total
     delta -= target
     delta *= float(g[0]) * scale  # g: the delta of the one-value loss
     return delta
 
 
-def _cross_entropy_target(g, saved):
-    log_p, target, scale = saved
+def _cross_entropy_target(g: np.ndarray, saved: Any) -> np.ndarray:
+    log_p, _, scale = saved
     return (g * -scale) * log_p
 
 
 # Fused for speed and for exactness at saturation (composing it is log_softmax, mul, sum):
 # L = -sum(t ln s) / batch with ln s = log_softmax(z) and batch = the first dimension of a 2-D or
 # larger z; dz = (s sum(t) - t) / batch along the last axis, i.e. (s - t) / batch for one-hot
-# rows; dt = -ln s / batch
+# rows, where sum(t) is over t as broadcast to z (K t for a target of one column); dt = -ln s / batch
 @register("softmax_cross_entropy", _cross_entropy_logits, _cross_entropy_target)
-def softmax_cross_entropy(z, target):
+def softmax_cross_entropy(z: Any, target: Any) -> tuple[Any, ...]:
     if target.shape != z.shape and np.broadcast_shapes(z.shape, target.shape) != z.shape:
         raise ValueError(
             f"softmax_cross_entropy: a target of dimensions {target.shape} does not match logits of {z.shape}"
@@ -130,3 +159,133 @@ def softmax_cross_entropy(z, target):
     else:
         loss = np.multiply(target, log_p).sum() * -scale
     return loss.reshape(1), (log_p, target, scale), 4 * z.size
+
+
+class NonlinearityMethods(ArrayData):
+    """exp, ln (log), relu, sigmoid, tanh and the softmax family, as Array methods."""
+
+    __slots__ = ()
+
+    def exp(self) -> Array:
+        """``e^x`` elementwise: ``d/dx e^x = e^x``.
+
+        >>> from corgi import arr
+        >>> x = arr(0.0, 1.0).tracked()
+        >>> y = x.exp()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient()[0], round(x.gradient()[1], 4)
+        (1.0, 2.7183, 1.0, 2.7183)
+        """
+        return apply("exp", (self,))
+
+    def ln(self) -> Array:
+        """The natural logarithm, elementwise: ``d/dx ln x = 1/x`` (also ``log``, numpy's name).
+
+        >>> from corgi import arr
+        >>> x = arr(1.0, 4.0).tracked()
+        >>> y = x.ln()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient().values.tolist()
+        (0.0, 1.3863, [1.0, 0.25])
+        """
+        return apply("ln", (self,))
+
+    @composed("log", ["ln"])
+    def log(self) -> Array:
+        """numpy's name for ``ln``: the same operation.
+
+        >>> from corgi import arr
+        >>> arr(1.0).log() == arr(1.0).ln() == arr(0.0)
+        True
+        """
+        return apply("ln", (self,))
+
+    def relu(self) -> Array:
+        """``max(x, 0)`` elementwise; its derivative is 0 at 0, as PyTorch's.
+
+        >>> from corgi import arr
+        >>> arr(-1.0, 2.0).relu()
+        Array([0., 2.], dimensions=(2,))
+        """
+        return apply("relu", (self,))
+
+    def sigmoid(self) -> Array:
+        """``1 / (1 + e^-x)`` elementwise, finite for any input; float32 values are correctly rounded.
+
+        >>> from corgi import arr
+        >>> arr(0.0, -1000.0, 1000.0).sigmoid()
+        Array([0.5, 0. , 1. ], dimensions=(3,))
+        >>> x = arr(0.0).tracked()
+        >>> x.sigmoid().backward()       # s (1 - s) = 0.25 at 0
+        >>> x.gradient()[0]
+        0.25
+        """
+        return apply("sigmoid", (self,))
+
+    def tanh(self) -> Array:
+        """The hyperbolic tangent, elementwise: ``d/dx tanh x = 1 - tanh^2 x``.
+
+        >>> from corgi import arr
+        >>> x = arr(0.0, 1.0).tracked()
+        >>> y = x.tanh()
+        >>> y.backward()
+        >>> y[0], round(y[1], 4), x.gradient()[0], round(x.gradient()[1], 4)
+        (0.0, 0.7616, 1.0, 0.42)
+        """
+        return apply("tanh", (self,))
+
+    def softmax(self) -> Array:
+        """The softmax over the last dimension, stable for large inputs.
+
+        >>> from corgi import arr
+        >>> arr(1000.0, 1000.0).softmax()
+        Array([0.5, 0.5], dimensions=(2,))
+        """
+        return apply("softmax", (self,))
+
+    def log_softmax(self) -> Array:
+        """The logarithm of the softmax over the last dimension, exact where the softmax underflows.
+
+        ``x - max(x) - ln(sum(e^(x - max(x))))``: use it for log-probabilities
+        rather than ``softmax().ln()``, which gives ``-inf`` once a probability
+        rounds to zero.
+
+        >>> from corgi import arr
+        >>> arr(1000.0, 0.0).log_softmax()
+        Array([    0., -1000.], dimensions=(2,))
+        >>> x = arr(0.0, 0.0).tracked()
+        >>> x.log_softmax().sum().backward()   # d/dx_i sum_j ln s_j = 1 - 2 s_i = 0
+        >>> x.gradient()
+        Array([0., 0.], dimensions=(2,))
+        """
+        return apply("log_softmax", (self,))
+
+    def softmax_cross_entropy(self, target: Array | np.ndarray) -> Array:
+        """Cross-entropy of ``softmax(self)`` against ``target``, averaged over the batch.
+
+        ``-sum(target * log_softmax(self)) / batch``, where ``self`` holds
+        logits and the batch is its first dimension (a 1-D array is one
+        example). One fused operation: it is exact where the softmax
+        saturates, and its gradient is ``(softmax(self) - target) / batch``
+        for one-hot rows. ``target`` has the logits' dimensions or broadcasts
+        to them (a target of one column counts for every class); a numpy
+        target takes the logits' dtype.
+
+        >>> from corgi import arr
+        >>> logits = arr(arr(0.0, 0.0), arr(1000.0, -1000.0)).tracked()
+        >>> loss = logits.softmax_cross_entropy(arr(arr(1.0, 0.0), arr(0.0, 1.0)))
+        >>> round(loss[0], 4)                 # (ln 2 + 2000) / 2
+        1000.3466
+        >>> loss.backward()
+        >>> logits.gradient()                 # (p - t) / 2
+        Array([[-0.25,  0.25],
+               [ 0.5 , -0.5 ]], dimensions=(2, 2))
+        """
+        values = self._values
+        if isinstance(target, np.ndarray):
+            target = to_values(target, None, values.dtype)
+        elif not is_array(target):
+            raise TypeError(
+                f"softmax_cross_entropy: the target must be an Array or a numpy array, got {type(target).__name__}"
+            )
+        return apply("softmax_cross_entropy", (self, target))

@@ -42,7 +42,7 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
     >>> (w * 3.0).sum().backward()            # dw = 3; b is not used
     >>> new_w, new_b = step_parameters([w, b], lambda position, value, gradient: value - 0.5 * gradient)
     >>> new_w, new_b is b, w.gradient()
-    (Array(dimensions=(2,), values=[-0.5, 0.5], tracked), True, None)
+    (Array([-0.5,  0.5], dimensions=(2,), tracked), True, None)
     """
     taken: list[tuple[engine.Node, np.ndarray]] = []
     try:

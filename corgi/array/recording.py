@@ -10,8 +10,9 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
+from collections.abc import Callable
 from types import TracebackType
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, TypeVar
 
 _recording: contextvars.ContextVar[bool] = contextvars.ContextVar("corgi_recording", default=True)
 
@@ -21,7 +22,7 @@ is_recording = _recording.get
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class no_grad:  # noqa: N801 - named as PyTorch's and used as a context manager
+class no_grad:
     """Operations inside record nothing: their results are untracked, whatever their inputs.
 
     A context manager and a decorator (``@no_grad`` or ``@no_grad()``). It
@@ -41,23 +42,23 @@ class no_grad:  # noqa: N801 - named as PyTorch's and used as a context manager
     False
     """
 
-    def __init__(self, function: Optional[Callable[..., Any]] = None) -> None:
+    def __init__(self, function: Callable[..., Any] | None = None) -> None:
         # one stack of tokens per thread: a shared instance may be entered by several at once
         self._tokens = threading.local()
         self._function = function
         if function is not None:
             functools.update_wrapper(self, function)
 
-    def __enter__(self) -> "no_grad":
+    def __enter__(self) -> no_grad:  # noqa: PYI034 - typing.Self needs Python 3.11
         stack = self._tokens.__dict__.setdefault("stack", [])
         stack.append(_recording.set(False))
         return self
 
     def __exit__(
         self,
-        kind: Optional[type[BaseException]],
-        error: Optional[BaseException],
-        traceback: Optional[TracebackType],
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
     ) -> None:
         _recording.reset(self._tokens.stack.pop())
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional, Sequence, Union
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
-from ..checks import whole_numbers
+from ..checks import whole_number, whole_numbers
 from ..numbers import FloatType, default_float, float_type
 
-Dimensions = Union[int, Sequence[int]]
+Dimensions = int | Sequence[int]
 
 
 def read_only(values: np.ndarray) -> np.ndarray:
@@ -20,7 +21,7 @@ def read_only(values: np.ndarray) -> np.ndarray:
     return view
 
 
-def resolve(dtype: Optional[FloatType], where: str) -> type:
+def resolve(dtype: FloatType | None, where: str) -> type:
     return default_float() if dtype is None else float_type(dtype, where)
 
 
@@ -38,7 +39,7 @@ _KEPT = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 def to_values(
-    values: Any, dimensions: Optional[Dimensions], dtype: Optional[FloatType], copy: bool = True
+    values: Any, dimensions: Dimensions | None, dtype: FloatType | None, copy: bool = True
 ) -> np.ndarray:
     # The common case first (an optimizer's new values, a float array of the right type):
     # nothing to check but its type, shape and size.
@@ -72,3 +73,69 @@ def to_values(
     if data.size == 0:
         raise ValueError(f"Array: every dimension must be at least 1, got {data.shape}")
     return data
+
+
+def axes_of(axis: Any, ndim: int, where: str) -> tuple[int, ...]:
+    """numpy's ``axis`` (an int, a tuple of ints, negative counting from the end, or None for
+    all) as sorted non-negative axes; a repeated or out-of-range axis is a ValueError.
+
+    >>> axes_of(-1, 3, "sum"), axes_of((2, 0), 3, "sum"), axes_of(None, 2, "sum")
+    ((2,), (0, 2), (0, 1))
+    >>> axes_of(3, 3, "sum")
+    Traceback (most recent call last):
+    ...
+    ValueError: sum: axis 3 is out of range for 3 dimensions
+    """
+    if axis is None:
+        return tuple(range(ndim))
+    given = whole_numbers(axis, "axis", where, minimum=None) if isinstance(axis, (tuple, list)) else (
+        whole_number(axis, "axis", where, minimum=None),
+    )
+    axes = []
+    for a in given:
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{where}: axis {a} is out of range for {ndim} dimensions")
+        axes.append(a % ndim)
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{where}: axis {axis!r} names an axis twice")
+    return tuple(sorted(axes))
+
+
+def reduced_shape(shape: tuple[int, ...], axes: tuple[int, ...], keepdims: bool) -> tuple[int, ...]:
+    """The shape a reduction over ``axes`` leaves: ones in their place with ``keepdims``,
+    else without them, and ``(1,)`` when nothing is left (corgi has no 0-d arrays).
+
+    >>> reduced_shape((2, 3), (1,), False), reduced_shape((2, 3), (1,), True), reduced_shape((2, 3), (0, 1), False)
+    ((2,), (2, 1), (1,))
+    """
+    if keepdims:
+        return tuple(1 if i in axes else size for i, size in enumerate(shape))
+    return tuple(size for i, size in enumerate(shape) if i not in axes) or (1,)
+
+
+def new_dimensions(dimensions: tuple[Any, ...], shape: tuple[int, ...], where: str) -> tuple[int, ...]:
+    """New dimensions for the values of an array of ``shape``, from a tuple (or a tuple holding
+    one sequence) that may hold one -1 for "whatever is left", as numpy's ``reshape``.
+
+    >>> new_dimensions(((2, -1),), (3, 2), "reshape"), new_dimensions((3, 2), (6,), "reshape")
+    ((2, 3), (3, 2))
+    >>> new_dimensions((4, -1), (2, 3), "reshape")
+    Traceback (most recent call last):
+    ...
+    ValueError: reshape: can't reshape dimensions (2, 3) (6 values) to (4, -1)
+    """
+    if len(dimensions) == 1 and not isinstance(dimensions[0], (int, np.integer)):
+        dimensions = dimensions[0]
+    new = whole_numbers(dimensions, "dimensions", where, minimum=None)  # 2.5 is refused, not truncated
+    if not new or any(d < 1 and d != -1 for d in new) or new.count(-1) > 1:
+        raise ValueError(f"{where}: every dimension must be at least 1 (one may be -1), got {new}")
+    size = int(np.prod(shape))
+    resolved = new
+    if -1 in new:
+        known = -int(np.prod(new))
+        if size % known == 0:
+            free = new.index(-1)
+            resolved = new[:free] + (size // known,) + new[free + 1 :]
+    if int(np.prod(resolved)) != size or -1 in resolved:
+        raise ValueError(f"{where}: can't reshape dimensions {shape} ({size} values) to {new}")
+    return resolved

@@ -153,7 +153,7 @@ class DataParallel:
 
         >>> from corgi.distributed import LocalComm
         >>> DataParallel([Array([1.0, 2.0]).tracked()], LocalComm()).parameters()
-        [Array(dimensions=(2,), values=[1.0, 2.0], tracked)]
+        [Array([1., 2.], dimensions=(2,), tracked)]
         """
         if self.model is not None:
             return self.model.parameters()
@@ -166,7 +166,7 @@ class DataParallel:
         >>> parallel = DataParallel([Array([1.0]).tracked()], LocalComm())
         >>> parallel.set_parameters([Array([2.0]).tracked()])
         >>> parallel.parameters()
-        [Array(dimensions=(1,), values=[2.0], tracked)]
+        [Array([2.], dimensions=(1,), tracked)]
         >>> parallel.set_parameters([Array([1.0, 2.0])])
         Traceback (most recent call last):
         ...
@@ -265,7 +265,7 @@ class DataParallel:
         >>> parallel.synchronize()
         9.0
         >>> parallel.parameters()[0].gradient()            # 2 (w x - t) x
-        Array(dimensions=(1, 1), values=[-6.0])
+        Array([[-6.]], dimensions=(1, 1))
         """
         model = self._model("backward")
         if self._counting is None or model.output is None:
@@ -288,7 +288,7 @@ class DataParallel:
         9.0
         >>> parallel.update()                               # 3 - 0.5 * 6
         >>> parallel.parameters()
-        [Array(dimensions=(1,), values=[0.0], tracked)]
+        [Array([0.], dimensions=(1,), tracked)]
         """
         where = "DataParallel.backward_loss"
         if not isinstance(loss, Array):
@@ -340,7 +340,7 @@ class DataParallel:
         >>> parallel.synchronize()
         9.0
         >>> w.gradient(), unused.gradient()
-        (Array(dimensions=(1,), values=[6.0]), None)
+        (Array([6.], dimensions=(1,)), None)
         """
         if not self._reducer.busy:
             raise ValueError("DataParallel.synchronize: nothing to synchronize; call backward() or skip() first")
@@ -367,7 +367,7 @@ class DataParallel:
         1.0
         >>> parallel.update()
         >>> model.parameters()
-        [Array(dimensions=(1, 1), values=[3.0], tracked), Array(dimensions=(1,), values=[1.0], tracked)]
+        [Array([[3.]], dimensions=(1, 1), tracked), Array([1.], dimensions=(1,), tracked)]
         """
         if self._counting is not None:
             raise ValueError("DataParallel.update: forward() started a step that backward() has not finished")

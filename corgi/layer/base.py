@@ -23,9 +23,9 @@ class Layer:
     ...         return x * self.factor
     >>> layer = Scale()
     >>> layer(arr(1.0, 3.0))
-    Array(dimensions=(2,), values=[2.0, 6.0], tracked)
+    Array([2., 6.], dimensions=(2,), tracked)
     >>> layer.set_parameters([arr(5.0)]); layer.parameters()
-    [Array(dimensions=(1,), values=[5.0])]
+    [Array([5.], dimensions=(1,))]
     """
 
     parameter_names: tuple[str, ...] = ()
@@ -71,7 +71,7 @@ class Layer:
         >>> layer = Dense(2, 1, make_he(rng=0))
         >>> layer.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
         >>> layer.forward(Array([[3.0, 4.0]]))        # 3 * 1 + 4 * 2 + 0.5
-        Array(dimensions=(1, 1), values=[11.5])
+        Array([[11.5]], dimensions=(1, 1))
         >>> layer.set_parameters([Array([1.0, 2.0]), Array([0.5])])
         Traceback (most recent call last):
         ...

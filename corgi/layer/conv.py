@@ -53,7 +53,8 @@ class Conv(Layer):
         >>> layer = Conv((1, 1, 2, 2), (2, 2), make_he(rng=0))
         >>> layer.set_parameters([Array.zeros((1, 1, 2, 2)) + 1.0, Array([[[0.5]]])])
         >>> layer.forward(Array(list(range(16)), dimensions=(1, 4, 4)))    # each 2x2 block's sum + 0.5
-        Array(dimensions=(1, 2, 2), values=[10.5, 18.5, 42.5, 50.5])
+        Array([[[10.5, 18.5],
+                [42.5, 50.5]]], dimensions=(1, 2, 2))
         """
         if not isinstance(x, Array):
             raise TypeError(f"Conv.forward: expects an Array, got {type(x).__name__}")

@@ -54,7 +54,8 @@ class Dense(Layer):
         >>> layer = Dense(2, 1, make_he(rng=0), make_relu())
         >>> layer.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
         >>> layer.forward(Array([[3.0, 4.0], [-3.0, 1.0]]))    # relu(11.5), relu(-0.5)
-        Array(dimensions=(2, 1), values=[11.5, 0.0])
+        Array([[11.5],
+               [ 0. ]], dimensions=(2, 1))
         """
         if not isinstance(x, Array):
             raise TypeError(f"Dense.forward: expects an Array, got {type(x).__name__}")

@@ -13,7 +13,8 @@ class Pool(Layer):
     >>> from corgi import Array
     >>> layer = Pool((2, 2), (2, 2))
     >>> layer.forward(Array(list(range(16)), dimensions=(1, 4, 4)))
-    Array(dimensions=(1, 2, 2), values=[5.0, 7.0, 13.0, 15.0])
+    Array([[[ 5.,  7.],
+            [13., 15.]]], dimensions=(1, 2, 2))
     >>> layer.parameters()
     []
     """
@@ -26,9 +27,9 @@ class Pool(Layer):
         """``x.max_pool(pool, stride)``.
 
         >>> Pool().forward(Array([[1.0, 5.0], [3.0, 2.0]]))
-        Array(dimensions=(1, 1), values=[5.0])
+        Array([[5.]], dimensions=(1, 1))
         >>> Pool((2, 2), (1, 1)).forward(Array([[1.0, 5.0, 0.0], [3.0, 2.0, 7.0]]))
-        Array(dimensions=(1, 2), values=[5.0, 7.0])
+        Array([[5., 7.]], dimensions=(1, 2))
         """
         if not isinstance(x, Array):
             raise TypeError(f"Pool.forward: expects an Array, got {type(x).__name__}")

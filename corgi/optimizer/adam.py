@@ -17,7 +17,7 @@ class Adam(Optimizer):
     >>> w = arr(1.0, -1.0).tracked()
     >>> (w * arr(4.0, -0.5)).backward()
     >>> Adam(0.1).update([w])     # the first step moves each value by lr, against its gradient
-    [Array(dimensions=(2,), values=[0.9..., -0.9...], tracked)]
+    [Array([ 0.9, -0.9], dimensions=(2,), tracked)]
     """
 
     def __init__(

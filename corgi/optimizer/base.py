@@ -28,7 +28,7 @@ class Optimizer:
     >>> (w * w).backward()
     >>> [new] = Halve().update([w])
     >>> new, w, w.gradient()
-    (Array(dimensions=(1,), values=[2.0], tracked), Array(dimensions=(1,), values=[4.0], tracked), None)
+    (Array([2.], dimensions=(1,), tracked), Array([4.], dimensions=(1,), tracked), None)
     """
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
@@ -52,7 +52,7 @@ class Optimizer:
         >>> (w * 3.0).backward()                  # dw = 3; b gets no gradient
         >>> new_w, new_b = GradientDescent(0.5).update([w, b])
         >>> new_w, new_b is b, w.gradient()
-        (Array(dimensions=(1,), values=[-0.5], tracked), True, None)
+        (Array([-0.5], dimensions=(1,), tracked), True, None)
         """
         return step_parameters(parameters, self.step, f"{type(self).__name__}.update")
 

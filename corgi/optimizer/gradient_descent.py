@@ -14,7 +14,7 @@ class GradientDescent(Optimizer):
     >>> w = arr(3.0).tracked()
     >>> (w * w).backward()          # dw = 6
     >>> GradientDescent(0.1).update([w])
-    [Array(dimensions=(1,), values=[2.4], tracked)]
+    [Array([2.4], dimensions=(1,), tracked)]
     """
 
     def __init__(self, learning_rate: float) -> None:

@@ -15,10 +15,10 @@ class Momentum(Optimizer):
     >>> w = arr(1.0).tracked()
     >>> (w * 2.0).backward()        # dw = 2, v = 2
     >>> [w] = optimizer.update([w]); w
-    Array(dimensions=(1,), values=[0.8], tracked)
+    Array([0.8], dimensions=(1,), tracked)
     >>> (w * 2.0).backward()        # v = 0.5 * 2 + 2 = 3
     >>> optimizer.update([w])
-    [Array(dimensions=(1,), values=[0.5...], tracked)]
+    [Array([0.5], dimensions=(1,), tracked)]
     """
 
     def __init__(self, learning_rate: float, momentum: float = 0.9) -> None:

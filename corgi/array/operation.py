@@ -1,0 +1,117 @@
+"""The one wrapper every operation goes through, and the operands it accepts.
+
+``apply(name, operands, params)`` does what corgi 0.9.2 repeated in every
+operation: unwrap the operands, run the primitive's forward, wrap the value
+in a new Array (whose values are only ever shown read-only) and, only if an
+operand is tracked and this thread records (``no_grad``), give it an engine
+node that calls the vjps of the tracked operands alone and sums each delta
+down to its operand's dimensions.
+
+The Array class is defined above this module (``core.py``, whose bases are
+the families' method mixins, which call ``apply``); it hands itself to
+``bind`` once, when it is defined, so that nothing here imports it back.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+import numpy as np
+
+from .nodes import ArrayNode, op_node
+from .recording import is_recording
+from .registry import PRIMITIVES
+from .values import to_values
+
+if TYPE_CHECKING:
+    from .core import Array
+
+Array_: type[Array]  # corgi's Array class, bound by core.py as soon as it exists
+
+
+class ArrayData:
+    """What every Array holds; the families' method mixins build on it (the slots are Array's)."""
+
+    __slots__ = ()
+    _values: np.ndarray  # owned, never written; shown read-only
+    _node: ArrayNode | None  # the engine node, once tracked
+    _tracked: bool
+
+
+def bind(array_class: type[Array]) -> None:
+    """Make ``array_class`` the class of every operation's result (called once, by core.py)."""
+    global Array_
+    Array_ = array_class
+
+
+def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = None) -> Array:
+    """Run the registered primitive ``name`` on ``operands`` and record it if an operand is tracked."""
+    raw = [item._values if type(item) is Array_ else item for item in operands]
+    primitive = PRIMITIVES[name]
+    try:
+        result = primitive.forward(*raw, **params) if params else primitive.forward(*raw)
+    except ValueError as error:
+        if str(error).startswith(f"{name}:"):
+            raise
+        shapes = " and ".join(str(np.shape(r)) for r in raw)
+        raise ValueError(f"{name}: incompatible dimensions {shapes}") from None
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = Array_.__new__(Array_)
+    out._values = value
+    out._tracked = False
+    out._node = None
+    inputs: list[Any] = []
+    mask = 0
+    for position, item in enumerate(operands):
+        if type(item) is Array_ and item._tracked:
+            inputs.append(item._node)
+            mask |= 1 << position
+    if inputs and is_recording():
+        out._node = op_node(
+            tuple(inputs), name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[mask], result[1]
+        )
+        out._tracked = True
+    return out
+
+
+def wrap(values: np.ndarray) -> Array:
+    """A new untracked Array that owns ``values`` (a float32 or float64 array of at least one dimension)."""
+    return Array_._wrap(values)
+
+
+def is_array(x: object) -> TypeGuard[Array]:
+    """True for a corgi Array."""
+    return isinstance(x, Array_)
+
+
+def binary(name: str, x: Any, y: Any) -> Array:
+    """``apply`` to two operands, either of which may be a number or a numpy array."""
+    Array = Array_
+    return apply(
+        name,
+        (x if type(x) is Array else operand(x, name), y if type(y) is Array else operand(y, name)),
+    )
+
+
+def operand(x: Any, where: str) -> Any:
+    """``x`` as an operand: an Array as it is, a real number as a float, a numpy array as float values."""
+    if type(x) is float:  # the common constant, before the slower numbers.Real check
+        return x
+    if type(x) is Array_ or isinstance(x, Array_):
+        return x
+    # (a numpy array before the numbers.Real check, an ABC lookup of a microsecond)
+    if isinstance(x, np.ndarray):  # a boolean mask counts as 0 and 1, as in numpy
+        return to_values(x, None, x.dtype if x.dtype.kind == "f" else None)
+    if isinstance(x, numbers.Real) and not isinstance(x, bool):
+        return float(x)
+    raise TypeError(f"{where}: expects an Array or a number, got {type(x).__name__}")
+
+
+def array_operand(x: Any, where: str, what: str) -> Array:
+    """``x`` if it is an Array, else a TypeError naming ``where`` and ``what``."""
+    if not isinstance(x, Array_):
+        raise TypeError(f"{where}: {what} must be an Array, got {type(x).__name__}")
+    return x
