@@ -33,6 +33,7 @@ MODULES = (
     "corgi.activation",
     "corgi.cost",
     "corgi.initializer",
+    "corgi.schedule",
     "corgi.model",
     "corgi.gradcheck",
     "corgi.datasets",

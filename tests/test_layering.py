@@ -34,6 +34,7 @@ LAYERS = {
     "corgi.initializer": 2,
     "corgi.layer": 3,
     "corgi.optimizer": 3,
+    "corgi.schedule": 3,
     "corgi.model": 4,
     "corgi.gradcheck": 4,
     "corgi.datasets": 5,
