@@ -35,6 +35,7 @@ MODULES = (
     "corgi.initializer",
     "corgi.schedule",
     "corgi.model",
+    "corgi.checkpoint",
     "corgi.gradcheck",
     "corgi.datasets",
     "corgi.train",

@@ -36,6 +36,7 @@ LAYERS = {
     "corgi.optimizer": 3,
     "corgi.schedule": 3,
     "corgi.model": 4,
+    "corgi.checkpoint": 4,
     "corgi.gradcheck": 4,
     "corgi.datasets": 5,
     "corgi.train": 5,

@@ -112,6 +112,28 @@ class Optimizer:
         ...
         ValueError: Momentum.load_state_dict: the state is of a Adam optimizer, not a Momentum
         """
+        settings, entries = self._prepared(state, parameters)
+        for name, value in settings.items():
+            setattr(self, name, value)
+        if self.state is not None:
+            self.state.entries = entries
+
+    def check_state_dict(self, state: Mapping[str, Any], parameters: Sequence[Array] | None = None) -> None:
+        """Raise the error ``load_state_dict`` would raise, changing nothing.
+
+        >>> from corgi.optimizer import GradientDescent
+        >>> GradientDescent(0.1).check_state_dict({"type": "GradientDescent", "hyperparameters": {"learning_rate": -1},
+        ...                                       "state": {}})
+        Traceback (most recent call last):
+        ...
+        ValueError: GradientDescent: learning_rate must be in [0.0, inf), got -1
+        """
+        self._prepared(state, parameters)
+
+    def _prepared(
+        self, state: Mapping[str, Any], parameters: Sequence[Array] | None
+    ) -> tuple[dict[str, float], dict[int, Entry]]:
+        """The settings and entries ``state`` describes, every one checked."""
         where = f"{type(self).__name__}.load_state_dict"
         if not isinstance(state, Mapping):
             raise TypeError(f"{where}: expects a mapping of type, hyperparameters and state, got {type(state).__name__}")
@@ -125,13 +147,15 @@ class Optimizer:
                 f"{where}: expects hyperparameters {sorted(self.hyperparameter_names)}, got {settings!r}"
             )
         trial = type(self)(**settings)  # the constructor checks every setting
-        entries = self.state.checked(state["state"], parameters, where) if self.state is not None else None
-        if entries is None and state["state"]:
-            raise ValueError(f"{where}: a {type(self).__name__} keeps no state, got state for {len(state['state'])} parameters")
-        for name in self.hyperparameter_names:
-            setattr(self, name, getattr(trial, name))
-        if self.state is not None and entries is not None:
-            self.state.entries = entries
+        if self.state is None:
+            if state["state"]:
+                raise ValueError(
+                    f"{where}: a {type(self).__name__} keeps no state, got state for {len(state['state'])} parameters"
+                )
+            entries: dict[int, Entry] = {}
+        else:
+            entries = self.state.checked(state["state"], parameters, where)
+        return {name: getattr(trial, name) for name in self.hyperparameter_names}, entries
 
 
 def check_rate(value: object, what: str, where: str, low: float = 0.0, high: float = math.inf) -> float:
