@@ -1,6 +1,7 @@
 """Benchmark driver: corgi against a numpy floor, PyTorch and HIPS autograd.
 
-    python -m benchmarks.run                 # everything (about 10 minutes)
+    python -m benchmarks.run                 # (a) to (d) (about 10 minutes)
+    python -m benchmarks.run --only e        # training MNIST to an accuracy (about 15 minutes)
     python -m benchmarks.run --quick         # smoke run, small sizes
     python -m benchmarks.run --only a,c --json results.json
     python -m benchmarks.run --only a --rounds 5      # more rounds of the short workloads
@@ -13,11 +14,14 @@ affect another's, and a broken peer becomes a row saying so.
 The short workloads, (a) and (b), run in rounds: every row once per round,
 round after round, and each row reports its fastest round. This machine's
 speed drifts by tens of percent over minutes; rows measured once, one after
-the other, would compare moments, not peers.
+the other, would compare moments, not peers. The training runs of (e) also
+run in rounds and report each figure's median over them, the figure the
+docs quote for a training time.
 """
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
 import time
@@ -29,8 +33,13 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {"numpy": "floor", "torch": "torch_peer", "autograd": "autograd_peer",
            "corgi": "corgi_peer"}
 PEERS = tuple(MODULES)
-WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long"}
-ROUNDED = ("a", "b")  # workloads run in interleaved rounds
+WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long", "e": "train"}
+ROUNDED = ("a", "b", "e")  # workloads run in interleaved rounds
+MEDIAN_OF_ROUNDS = ("e",)  # reported as the median of the rounds (the others: the fastest round)
+# (e): the peers that train each network, with their options; the floor trains the mlp only
+TRAINING = {"mlp": [("numpy", "numpy", []), ("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"]),
+                    ("corgi", "corgi, seed's cost", ["--loss", "seed"])],
+            "cnn": [("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"])]}
 CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer of (a). By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
@@ -59,10 +68,12 @@ def sizes(quick):
     of the experiment."""
     if quick:
         return {"a": ["--warmup", "2", "--repeats", "5"],
+                "e": {"mlp": ["--epochs", "2", "--steps", "20"], "cnn": ["--epochs", "1", "--steps", "10"]},
                 "b": ["--n", "1000", "--warmup", "1", "--repeats", "3"],
                 "c": ["--rows", "128", "--cols", "256", "--warmup", "1", "--repeats", "2"],
                 "d": 10_000, "d_corgi": 100_000}
     return {"a": ["--warmup", "10", "--repeats", "200"],
+            "e": {"mlp": [], "cnn": []},
             "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
             "c": ["--warmup", "1", "--repeats", "5"],
             "d": 100_000, "d_corgi": 1_000_000}
@@ -101,6 +112,13 @@ def plan(only, quick):
         n = s["d_corgi"]
         jobs.append(Job("d", "corgi", f"corgi n={n:,}",
                         ["--n", str(n), "--repeats", "1", "--workers", "2"]))
+    if "e" in only:
+        # each network's rows side by side for each BLAS thread count, float32 for every peer
+        for net, peers in TRAINING.items():
+            for threads in (1, 2):
+                for peer, label, options in peers:
+                    jobs.append(Job("e", peer, label, s["e"][net] + options + ["--net", net, "--dtype", "float32"],
+                                    threads, net))
     return jobs
 
 
@@ -153,10 +171,11 @@ def rotated(jobs, r):
     return out
 
 
-def merge_rounds(records):
+def merge_rounds(records, pick=min):
     """One record from a row's rounds: each numeric result is the smallest over
-    the rounds (the per-round values are kept in ``rounds``); a row with a
-    failed round reports that failure.
+    the rounds, or ``pick`` of them (the per-round values are kept in
+    ``rounds``; a figure some round lacks is left out, None if every round
+    lacks it); a row with a failed round reports that failure.
 
     The smallest, not the median: what slows a round down here is the host
     (another tenant on the second core, for seconds to minutes at a time),
@@ -168,8 +187,10 @@ def merge_rounds(records):
     merged = dict(records[0])
     results = dict(merged["results"])
     for name, value in results.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            results[name] = min(r["results"][name] for r in records)
+        numbers = [r["results"].get(name) for r in records]
+        numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers or value is None:
+            results[name] = pick(numbers) if numbers else None
     merged["results"] = results
     merged["rounds"] = [r["results"] for r in records]
     return merged
@@ -178,10 +199,10 @@ def merge_rounds(records):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    ap.add_argument("--only", default="a,b,c,d", help="workloads to run, e.g. a,c")
+    ap.add_argument("--only", default="a,b,c,d,e", help="workloads to run, e.g. a,c")
     ap.add_argument("--json", metavar="PATH", help="save the raw records here")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds of the short workloads (a, b); default 3")
+                    help="interleaved rounds of the short workloads (a, b) and of (e); default 3")
     args = ap.parse_args(argv)
     only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = [k for k in only if k not in WORKLOADS]
@@ -209,7 +230,7 @@ def main(argv=None):
         runs[id(job)].append(rec)
     results = []
     for job in jobs:
-        rec = merge_rounds(runs[id(job)])
+        rec = merge_rounds(runs[id(job)], statistics.median if job.key in MEDIAN_OF_ROUNDS else min)
         rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads)
         results.append(rec)
     machine["load_after"] = os.getloadavg()
