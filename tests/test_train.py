@@ -34,10 +34,15 @@ DIGITS = ["--dataset", "digits"]
 
 
 @pytest.fixture(autouse=True)
-def keep_engine_settings():
-    before = engine.settings()
+def keep_engine_and_blas_settings():
+    # main() sets the engine's workers (--workers) and the BLAS threads of the whole process
+    from corgi.train import blas_threads, set_blas_threads
+
+    before, threads = engine.settings(), blas_threads()
     yield
     engine.configure(workers=before.workers, handoff_cost=before.handoff_cost)
+    if threads is not None:
+        set_blas_threads(threads)
 
 
 def epoch_losses(out: str) -> list[float]:
@@ -172,14 +177,14 @@ def test_resume_keeps_the_runs_settings(tmp_path, capsys):
     capsys.readouterr()
     for argv, message in (
         (["--model", "cnn"], "--model cnn differs from the resumed run's mlp; a resumed run keeps its settings"),
-        (["--lr", "0.1"], "--lr 0.1 differs from the resumed run's 0.5"),
+        (["--lr", "0.1"], "--lr 0.1 differs from the resumed run's 0.3"),
         (["--dataset", "mnist"], "--dataset mnist differs from the resumed run's digits"),
     ):
         with pytest.raises(SystemExit) as exit:
             main(["--resume", str(tmp_path / "run"), *argv])
         assert exit.value.code == 2 and message in capsys.readouterr().err
     # options equal to the run's own are fine, and --epochs may change the plan (the schedule says so)
-    assert main(["--resume", str(tmp_path / "run"), "--lr", "0.5", "--epochs", "4", "--save", str(tmp_path / "more")]) == 0
+    assert main(["--resume", str(tmp_path / "run"), "--lr", "0.3", "--epochs", "4", "--save", str(tmp_path / "more")]) == 0
     captured = capsys.readouterr()
     assert "the run now has 4 epochs (it had 3)" in captured.err
     assert [line.split()[1] for line in captured.out.splitlines()[:3]] == ["2/4", "3/4", "4/4"]
@@ -410,3 +415,21 @@ def test_a_reader_that_stops_early_gets_no_traceback():
     assert b"Traceback" not in errors and b"BrokenPipeError" not in errors
     # 1 when a later epoch's line met the closed pipe (all but certain with 29 to go)
     assert job.returncode in (0, 1)
+
+
+def test_blas_threads_go_through_threadpoolctl_when_it_is_installed(monkeypatch):
+    # a stand-in module with threadpoolctl's two functions: the calls corgi makes, and what it reports
+    import types
+
+    from corgi.train import blas
+
+    calls = []
+    fake = types.ModuleType("threadpoolctl")
+    fake.threadpool_limits = lambda limits, user_api: calls.append((limits, user_api)) or object()
+    fake.threadpool_info = lambda: [{"user_api": "openmp", "num_threads": 8},
+                                    {"user_api": "blas", "num_threads": 3}]
+    monkeypatch.setitem(sys.modules, "threadpoolctl", fake)
+    assert blas.set_blas_threads(3) == "BLAS threads: 3 (threadpoolctl)"
+    assert calls == [(3, "blas")] and blas.blas_threads() == 3
+    with pytest.raises(ValueError, match="set_blas_threads: count must be a whole number >= 1, got 0"):
+        blas.set_blas_threads(0)

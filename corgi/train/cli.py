@@ -31,7 +31,7 @@ from .networks import KINDS, build_model
 
 OPTIMIZERS: dict[str, Callable[[float], Optimizer]] = {"gd": GradientDescent, "momentum": Momentum, "adam": Adam}
 # Learning rates that train both networks well with each optimizer (--lr overrides).
-DEFAULT_LEARNING_RATES = {"gd": 0.5, "momentum": 0.05, "adam": 0.003}
+DEFAULT_LEARNING_RATES = {"gd": 0.3, "momentum": 0.05, "adam": 0.003}
 # The seed's example uses gradient descent; the CNN learns faster with momentum.
 DEFAULT_OPTIMIZERS = {"mlp": "gd", "cnn": "momentum"}
 DEFAULT_EPOCHS = {"mlp": 30, "cnn": 8}
@@ -109,7 +109,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--optimizer", choices=tuple(OPTIMIZERS),
                    help="gd, momentum or adam (default: gd for mlp, momentum for cnn)")
     p.add_argument("--lr", type=_positive_float,
-                   help="starting learning rate (default: 0.5 for gd, 0.05 for momentum, 0.003 for adam)")
+                   help="starting learning rate (default: 0.3 for gd, 0.05 for momentum, 0.003 for adam)")
     p.add_argument("--schedule", choices=SCHEDULES,
                    help="learning rate over the epochs: a half cosine down to 0 (default), constant, "
                    "or step (a tenth every third of the run)")
