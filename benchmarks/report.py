@@ -227,7 +227,20 @@ def table_e(recs):
                 notes.append(f"{net}: {p.get('epochs')} epochs, target accuracy {p.get('target')}")
     head = ["net", "peer", "BLAS threads", "held-out accuracy", "train s", "s to target", "x torch (to target)",
             "x torch (train s)", "first-epoch loss check"]
-    return table(head, rows) + ("\n\n" + "; ".join(notes) if notes else "")
+    out = table(head, rows) + ("\n\n" + "; ".join(notes) if notes else "")
+    jobs = [r for r in recs if str(r["group"]).startswith("job")]
+    if jobs:
+        job_rows = []
+        for r in jobs:
+            if not ok(r):
+                job_rows.append([r["label"], r.get("threads_setting"), status_cell(r), "-", "-"])
+                continue
+            job_rows.append([r["label"], r.get("threads_setting"), res(r, "epochs"),
+                             f"{res(r, 'final_accuracy'):.4f}", num(res(r, "total_s"))])
+        out += ("\n\nThe main job as a user runs it (its defaults: float64, the seed's softmax and cross-entropy, "
+                "seed 0; seconds of main(), without starting Python):\n\n")
+        out += table(["command", "BLAS threads", "epochs", "held-out accuracy", "seconds"], job_rows)
+    return out
 
 
 TITLES = {

@@ -119,6 +119,11 @@ def plan(only, quick):
                 for peer, label, options in peers:
                     jobs.append(Job("e", peer, label, s["e"][net] + options + ["--net", net, "--dtype", "float32"],
                                     threads, net))
+        # and the main job itself, as a user runs it (its defaults: float64, the seed's cost)
+        for net in TRAINING:
+            for threads in (1, 2):
+                jobs.append(Job("e", "corgi", f"python -m corgi.train --model {net}",
+                                s["e"][net] + ["--job", "--net", net, "--dtype", "float64"], threads, f"job {net}"))
     return jobs
 
 

@@ -117,8 +117,14 @@ def test_table_e_times_to_the_target_and_ratios_to_torch():
 
 
 def test_training_jobs_pair_every_peer_per_network_and_thread_count():
-    jobs = [job for job in run.plan(["e"], quick=True) if job.key == "e"]
+    everything = [job for job in run.plan(["e"], quick=True) if job.key == "e"]
+    jobs = [job for job in everything if not job.group.startswith("job")]
     assert sorted({(job.group, job.threads) for job in jobs}) == [("cnn", 1), ("cnn", 2), ("mlp", 1), ("mlp", 2)]
+    main_jobs = [job for job in everything if job.group.startswith("job")]
+    assert [(job.label, job.threads) for job in main_jobs] == [
+        ("python -m corgi.train --model mlp", 1), ("python -m corgi.train --model mlp", 2),
+        ("python -m corgi.train --model cnn", 1), ("python -m corgi.train --model cnn", 2)]
+    assert all("--job" in job.options and "float64" in job.options for job in main_jobs)
     mlp = [job.label for job in jobs if job.group == "mlp" and job.threads == 1]
     assert mlp == ["numpy", "torch", "corgi", "corgi, seed's cost"]
     assert all("--dtype" in job.options and "float32" in job.options for job in jobs)

@@ -47,6 +47,8 @@ def parse_args(argv=None):
     p.add_argument("--loss", default="fused", choices=("fused", "seed"),
                    help="train, corgi: the fused softmax cross-entropy on logits, or the seed's softmax layer "
                         "and cross-entropy")
+    p.add_argument("--job", action="store_true",
+                   help="train, corgi: time the main job itself (python -m corgi.train, defaults and --net)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     return p.parse_args(argv)

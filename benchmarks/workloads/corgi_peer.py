@@ -134,6 +134,8 @@ def train(corgi, args):
     from corgi.model import Model
     from corgi.optimizer import GradientDescent, Momentum
 
+    if args.job:
+        return main_job(args)
     net, dtype = args.net, np.dtype(args.dtype).type
     weights = training.initial_weights(net, dtype)
     seed = args.loss == "seed"
@@ -168,6 +170,36 @@ def train(corgi, args):
     out = training.run(net, args, step, accuracy)
     out["loss"] = args.loss
     return out
+
+
+def main_job(args):
+    """The main job as a user runs it, in this process: ``corgi.train.main`` with its defaults (and --net).
+
+    The seconds are main()'s (loading the data, building the model, training, evaluating); starting
+    the interpreter and importing corgi come on top (about half a second here)."""
+    import contextlib
+    import io
+    import time
+
+    from corgi.train import main
+
+    argv = ["--model", args.net, "--blas-threads", str(args.threads)]
+    if args.dtype != "float64":
+        argv += ["--dtype", args.dtype]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    if args.steps:
+        argv += ["--max-steps", str(args.steps)]
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        status = main(argv)
+    seconds = time.perf_counter() - started
+    last = out.getvalue().strip().splitlines()[-1]
+    if status != 0 or not last.startswith("held-out accuracy: "):
+        raise RuntimeError(f"corgi.train {' '.join(argv)} ended with status {status}: {last}")
+    return {"net": args.net, "job": True, "argv": argv, "total_s": seconds,
+            "final_accuracy": float(last.split(": ")[1]), "epochs": len(out.getvalue().strip().splitlines()) - 1}
 
 
 if __name__ == "__main__":

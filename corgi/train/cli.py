@@ -34,7 +34,9 @@ OPTIMIZERS: dict[str, Callable[[float], Optimizer]] = {"gd": GradientDescent, "m
 DEFAULT_LEARNING_RATES = {"gd": 0.3, "momentum": 0.05, "adam": 0.003}
 # The seed's example uses gradient descent; the CNN learns faster with momentum.
 DEFAULT_OPTIMIZERS = {"mlp": "gd", "cnn": "momentum"}
-DEFAULT_EPOCHS = {"mlp": 30, "cnn": 8}
+# Epochs by data set and network: the bundled MNIST and digits, and the full MNIST (--data, 60,000 digits).
+DEFAULT_EPOCHS = {("mnist", "mlp"): 30, ("mnist", "cnn"): 8, ("digits", "mlp"): 30, ("digits", "cnn"): 30,
+                  ("full", "mlp"): 10, ("full", "cnn"): 3}
 DATASETS = ("mnist", "digits")
 SCHEDULES = ("cosine", "constant", "step")
 # The settings that make a run what it is: a resumed run keeps them.
@@ -102,7 +104,8 @@ def parser() -> argparse.ArgumentParser:
                    help="mnist: the bundled 10,000 MNIST digits (default); digits: the bundled 8x8 UCI digits")
     p.add_argument("--data", metavar="DIR", help="train on the full MNIST from the four IDX files in DIR instead")
     p.add_argument("--epochs", type=_positive_int,
-                   help="epochs of the run (default: 30 for mlp, 8 for cnn; a resumed run: its own)")
+                   help="epochs of the run (default: 30 for mlp, 8 for cnn on the bundled MNIST, 30 on the digits, "
+                   "10 and 3 on the full MNIST; a resumed run: its own)")
     p.add_argument("--stop-after", type=_positive_int, metavar="EPOCHS",
                    help="stop after this many of the run's epochs (save with --save; continue with --resume)")
     p.add_argument("--batch-size", type=_positive_int, help="examples per step (default: 32)")
@@ -162,7 +165,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"corgi-train: {said}", file=sys.stderr)
 
     data = _data(p, settings)
-    epochs = args.epochs or (resumed.extra["epochs"] if resumed else DEFAULT_EPOCHS[settings["model"]])
+    kind = "full" if settings["data"] is not None else settings["dataset"]
+    epochs = args.epochs or (resumed.extra["epochs"] if resumed else DEFAULT_EPOCHS[kind, settings["model"]])
     init, order = (np.random.default_rng(seed) for seed in np.random.SeedSequence(settings["seed"]).spawn(2))
     optimizer = OPTIMIZERS[settings["optimizer"]](settings["lr"])
     model = build_model(settings["model"], data.image_shape, data.classes, optimizer, init,
