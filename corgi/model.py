@@ -144,7 +144,18 @@ class Model:
         """
         if self.optimizer is None:
             raise ValueError("Model.update: the model has no optimizer; build it as Model(layers, optimizer, cost)")
-        self.set_parameters(self.optimizer.update(self.parameters()))
+        updated = self.optimizer.update(self.parameters())
+        if not isinstance(self.optimizer, Optimizer) or not all(isinstance(layer, Layer) for layer in self.layers):
+            self.set_parameters(updated)  # somebody else's optimizer or layer: check what it returned
+            return
+        # a corgi optimizer returns each parameter, or a new one of its dimensions and dtype
+        # (step_parameters sees to it), so the checks of set_parameters would find nothing
+        start = 0
+        for layer in self.layers:
+            count = len(layer.parameter_names)
+            if count:
+                layer._assign_parameters(updated[start : start + count])
+                start += count
 
     # -- modes -------------------------------------------------------------
 
@@ -291,7 +302,9 @@ class Model:
         chunks = self.check_parameters(parameters)
         for layer, chunk in zip(self.layers, chunks):
             if chunk:
-                layer.set_parameters(chunk)
+                # a corgi Layer's share is checked already; any other layer checks its own
+                assign = getattr(layer, "_assign_parameters", None) if isinstance(layer, Layer) else None
+                (assign or layer.set_parameters)(chunk)
 
     # -- checkpoints ----------------------------------------------------
 

@@ -184,7 +184,11 @@ class Layer:
         ...
         ValueError: Dense.set_parameters: weights has dimensions (2, 1), got (2,)
         """
-        for name, new in zip(self.parameter_names, self.check_parameters(parameters)):
+        self._assign_parameters(self.check_parameters(parameters))
+
+    def _assign_parameters(self, parameters: list[Array]) -> None:
+        """Replace the parameters with ``parameters``, which ``check_parameters`` returned."""
+        for name, new in zip(self.parameter_names, parameters):
             setattr(self, name, new)
 
     # -- buffers and extra state --------------------------------------------
