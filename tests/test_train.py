@@ -433,3 +433,14 @@ def test_blas_threads_go_through_threadpoolctl_when_it_is_installed(monkeypatch)
     assert calls == [(3, "blas")] and blas.blas_threads() == 3
     with pytest.raises(ValueError, match="set_blas_threads: count must be a whole number >= 1, got 0"):
         blas.set_blas_threads(0)
+
+
+def test_resuming_a_finished_run_trains_nothing_and_keeps_its_epoch(tmp_path, capsys):
+    main([*DIGITS, "--epochs", "2", "--max-steps", "2", "--save", str(tmp_path / "done")])
+    capsys.readouterr()
+    assert main(["--resume", str(tmp_path / "done"), "--stop-after", "1", "--save", str(tmp_path / "copy")]) == 0
+    captured = capsys.readouterr()
+    assert "has finished 2 of 2 epochs; nothing to train" in captured.err
+    assert not any(line.startswith("epoch") for line in captured.out.splitlines())
+    assert checkpoint.read(tmp_path / "copy", "test").extra["epoch"] == 2
+    assert run_params(tmp_path / "copy.npz").keys() == run_params(tmp_path / "done.npz").keys()

@@ -179,6 +179,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if resumed is not None:
         start, history = _restore(p, resumed, model, order, schedule, epochs)
     end = min(epochs, args.stop_after) if args.stop_after else epochs
+    if resumed is not None and start >= end:
+        print(f"corgi-train: {resumed.path} has finished {start} of {epochs} epochs; nothing to train",
+              file=sys.stderr)
 
     def save(epoch: int, history: History) -> None:
         if save_path is not None:
@@ -194,8 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"corgi-train: interrupted{where}", file=sys.stderr)
         return 130
     if save_path is not None:
-        if end == start:  # nothing trained, nothing saved yet
-            save(end - 1, history)
+        if end <= start:  # nothing trained: the resumed run as it was, where --save says
+            save(start - 1, history)
         print(f"saved the model to {save_path}")
     if args.plot is not None:
         _plot(history, args.plot)
@@ -292,9 +295,6 @@ def _restore(p: argparse.ArgumentParser, resumed: Checkpoint, model: Model, orde
     if planned != schedule:
         print(f"corgi-train: the run now has {epochs} epochs (it had {extra['epochs']}): its learning rate "
               f"follows {schedule!r} instead of {planned!r}", file=sys.stderr)
-    if start >= epochs:
-        print(f"corgi-train: {resumed.path} has finished {start} of {epochs} epochs; nothing to train",
-              file=sys.stderr)
     return start, history
 
 
