@@ -50,7 +50,7 @@ class Checkpoint:
     >>> import tempfile
     >>> folder = tempfile.TemporaryDirectory()
     >>> path = write(Path(folder.name) / "run", {"0.weights": np.ones((2, 2))}, {"extra": {"epoch": 3}}, "example")
-    >>> checkpoint = read(Path(folder.name) / "run", "example")
+    >>> checkpoint = read(Path(folder.name) / "run")
     >>> checkpoint.path.name, sorted(checkpoint.arrays), checkpoint.extra
     ('run.npz', ['0.weights'], {'epoch': 3})
     >>> folder.cleanup()
@@ -93,10 +93,13 @@ def checkpoint_path(path: PathLike, where: str) -> Path:
     return Path(text if text.endswith(SUFFIX) else text + SUFFIX)
 
 
-def write(path: PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], where: str) -> Path:
+def write(
+    path: PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, Any], where: str = "checkpoint.write"
+) -> Path:
     """Write ``arrays`` and ``meta`` (JSON-able) as a checkpoint, atomically; returns the file's path.
 
     The folder must exist. The format and version are added to ``meta``.
+    Errors name ``where``, the function the caller wants them to name.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:
@@ -134,13 +137,14 @@ def write(path: PathLike, arrays: Mapping[str, np.ndarray], meta: Mapping[str, A
     return target
 
 
-def read(path: PathLike, where: str) -> Checkpoint:
+def read(path: PathLike, where: str = "checkpoint.read") -> Checkpoint:
     """The checkpoint called ``path`` (the same file name rule as ``write``); errors name the file.
 
     A file that is not a ``.npz`` archive, a damaged one, or one whose JSON
     entry is not a corgi checkpoint's, is a ValueError naming it; a
     ``.npz`` without the JSON entry (arrays saved by ``numpy.savez``, or
-    parameters saved by an older corgi) reads with empty ``meta``.
+    parameters saved by an older corgi) reads with empty ``meta``. Errors
+    name ``where``, the function the caller wants them to name.
 
     >>> import tempfile
     >>> with tempfile.TemporaryDirectory() as folder:

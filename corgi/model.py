@@ -328,7 +328,7 @@ class Model:
         >>> with tempfile.TemporaryDirectory() as tmp:
         ...     written = make(0).save(pathlib.Path(tmp) / "model", extra={"epoch": 3})
         ...     copy = make(1).load(pathlib.Path(tmp) / "model")
-        ...     written.name, checkpoint.read(written, "example").extra
+        ...     written.name, checkpoint.read(written).extra
         ('model.npz', {'epoch': 3})
         >>> all(a == b for a, b in zip(copy.parameters(), make(0).parameters()))
         True
