@@ -133,6 +133,7 @@ def test_resume_ten_plus_ten_epochs_equals_twenty_bitwise(tmp_path, capsys, extr
     assert main([*common, "--stop-after", "10", "--save", str(tmp_path / "split")]) == 0
     first = capsys.readouterr().out
     assert len(epoch_losses(first)) == 10 and f"saved the model to {tmp_path / 'split.npz'}" in first
+    assert first.splitlines()[9].split()[1] == "10/20"  # the run's length, not where it stops
     assert checkpoint.read(tmp_path / "split", "test").extra["epoch"] == 10
     assert main(["--resume", str(tmp_path / "split"), "--workers", "0"]) == 0
     second = capsys.readouterr().out
@@ -316,9 +317,10 @@ def test_fit_with_a_schedule_and_resuming_by_hand():
     assert len(history.losses) == len(history.accuracies) == len(history.seconds) == len(lines) == 4
     assert rates == pytest.approx([Cosine(0.05, total=4)(epoch) for epoch in range(4) for _ in range(3)])
     # stop after two epochs, save everything, continue in a fresh model: the same as straight through
-    half, rng = make(), np.random.default_rng(2)
-    fit(half, data, epochs=2, batch_size=64, rng=rng, schedule=Cosine(0.05, total=4), max_steps=3,
-        report=lambda line: None)
+    half, rng, shown = make(), np.random.default_rng(2), []
+    fit(half, data, epochs=4, batch_size=64, rng=rng, schedule=Cosine(0.05, total=4), end_epoch=2, max_steps=3,
+        report=shown.append)
+    assert [line.split()[1] for line in shown] == ["1/4", "2/4"]
     buffer = io.BytesIO()
     state = rng.bit_generator.state
     arrays, meta = checkpoint.encode(half, {})

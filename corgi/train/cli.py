@@ -190,8 +190,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             model.save(save_path, extra=extra)
 
     try:
-        history = fit(model, data, end, settings["batch_size"], order, schedule, start_epoch=start,
-                      max_steps=settings["max_steps"], history=history, on_epoch=save)
+        history = fit(model, data, epochs, settings["batch_size"], order, schedule, start_epoch=start,
+                      end_epoch=end, max_steps=settings["max_steps"], history=history, on_epoch=save)
     except KeyboardInterrupt:
         where = f"; resume with --resume {save_path}" if save_path is not None and save_path.exists() else ""
         print(f"corgi-train: interrupted{where}", file=sys.stderr)

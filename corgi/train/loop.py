@@ -76,6 +76,7 @@ def fit(
     rng: np.random.Generator,
     schedule: Schedule | None = None,
     start_epoch: int = 0,
+    end_epoch: int | None = None,
     max_steps: int | None = None,
     report: Callable[[str], None] = print,
     progress: Callable[[int, str], Progress] | None = None,
@@ -83,6 +84,9 @@ def fit(
     on_epoch: Callable[[int, History], Any] | None = None,
 ) -> History:
     """Train ``model`` on ``data`` from epoch ``start_epoch`` up to ``epochs``; return the History.
+
+    ``end_epoch`` stops the run early, before ``epochs`` (the run's length,
+    which the report shows) is reached: continue it later with ``start_epoch``.
 
     Each epoch draws one shuffled order of the training set from ``rng``
     and takes a step per batch; ``schedule`` (if given) sets the learning
@@ -108,6 +112,7 @@ def fit(
     epochs = whole_number(epochs, "epochs", "fit", minimum=0)
     batch_size = whole_number(batch_size, "batch_size", "fit", minimum=1)
     start_epoch = whole_number(start_epoch, "start_epoch", "fit", minimum=0)
+    end_epoch = epochs if end_epoch is None else min(epochs, whole_number(end_epoch, "end_epoch", "fit", minimum=0))
     if max_steps is not None:
         max_steps = whole_number(max_steps, "max_steps", "fit", minimum=1)
     if not isinstance(rng, np.random.Generator):
@@ -125,7 +130,7 @@ def fit(
     already = history.seconds[-1] if history.seconds else 0.0
     started = time.perf_counter()
     model.train()
-    for epoch in range(start_epoch, epochs):
+    for epoch in range(start_epoch, end_epoch):
         if schedule is not None:
             schedule.apply(model.optimizer, epoch)
         bar = progress(steps, f"epoch {epoch + 1}/{epochs}")
