@@ -46,7 +46,7 @@ def draw(found, path, threads):
         ax.set_ylim(max(low - 0.01, 0.85), 1.0)
         ax.set_xlabel("training seconds (log scale)")
         ax.set_ylabel("held-out accuracy (2,000 digits)")
-        ax.set_title(f"MNIST {net}, float32, {threads} BLAS thread{'s' if threads > 1 else ''}")
+        ax.set_title(f"MNIST {net}, float64, {threads} BLAS thread{'s' if threads > 1 else ''}")
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(loc="lower right")
     fig.tight_layout()

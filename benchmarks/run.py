@@ -113,11 +113,14 @@ def plan(only, quick):
         jobs.append(Job("d", "corgi", f"corgi n={n:,}",
                         ["--n", str(n), "--repeats", "1", "--workers", "2"]))
     if "e" in only:
-        # each network's rows side by side for each BLAS thread count, float32 for every peer
+        # each network's rows side by side for each BLAS thread count, float64 for every peer: there the
+        # peers' runs agree to the last digits, epoch after epoch, so every peer reaches the target at
+        # the same epoch (in float32, rounding differences grow from step ~100 on and each peer follows
+        # its own trajectory, and "time to the accuracy" would compare trajectories, not libraries)
         for net, peers in TRAINING.items():
             for threads in (1, 2):
                 for peer, label, options in peers:
-                    jobs.append(Job("e", peer, label, s["e"][net] + options + ["--net", net, "--dtype", "float32"],
+                    jobs.append(Job("e", peer, label, s["e"][net] + options + ["--net", net, "--dtype", "float64"],
                                     threads, net))
         # and the main job itself, as a user runs it (its defaults: float64, the seed's cost)
         for net in TRAINING:

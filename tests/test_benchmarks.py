@@ -127,4 +127,4 @@ def test_training_jobs_pair_every_peer_per_network_and_thread_count():
     assert all("--job" in job.options and "float64" in job.options for job in main_jobs)
     mlp = [job.label for job in jobs if job.group == "mlp" and job.threads == 1]
     assert mlp == ["numpy", "torch", "corgi", "corgi, seed's cost"]
-    assert all("--dtype" in job.options and "float32" in job.options for job in jobs)
+    assert all("--dtype" in job.options and "float64" in job.options for job in jobs)
