@@ -13,6 +13,7 @@ import json
 import os
 
 OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "training_curves.png")
+COLORS = {"numpy": "tab:blue", "torch": "tab:orange", "corgi": "tab:green", "corgi, seed's cost": "tab:red"}
 
 
 def curves(results, threads):
@@ -20,6 +21,8 @@ def curves(results, threads):
     found = {}
     for rec in results:
         if rec.get("key") != "e" or rec.get("status") != "ok" or rec.get("threads_setting") != threads:
+            continue
+        if str(rec.get("group", "")).startswith("job"):  # the main job's rows have no per-epoch curve
             continue
         r = rec["results"]
         seconds = r["seconds"]
@@ -35,13 +38,16 @@ def draw(found, path, threads):
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import NullFormatter, ScalarFormatter
 
     fig, axes = plt.subplots(1, len(found), figsize=(5.5 * len(found), 4), squeeze=False)
     for ax, (net, lines) in zip(axes[0], sorted(found.items(), key=lambda item: item[0] != "mlp")):
         for label, seconds, accuracies, target in lines:
-            ax.plot(seconds, accuracies, "o-", ms=3, label=label)
+            ax.plot(seconds, accuracies, "o-", ms=3, label=label, color=COLORS.get(label))
         ax.axhline(lines[0][3], ls=":", color="grey", label=f"target {lines[0][3]}")
         ax.set_xscale("log")
+        ax.xaxis.set_major_formatter(ScalarFormatter())
+        ax.xaxis.set_minor_formatter(NullFormatter())
         low = min(min(a) for _, _, a, _ in lines)
         ax.set_ylim(max(low - 0.01, 0.85), 1.0)
         ax.set_xlabel("training seconds (log scale)")

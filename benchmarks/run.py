@@ -1,7 +1,7 @@
 """Benchmark driver: corgi against a numpy floor, PyTorch and HIPS autograd.
 
     python -m benchmarks.run                 # (a) to (d) (about 10 minutes)
-    python -m benchmarks.run --only e        # training MNIST to an accuracy (about 15 minutes)
+    python -m benchmarks.run --only e        # training MNIST to an accuracy (about 17 minutes)
     python -m benchmarks.run --quick         # smoke run, small sizes
     python -m benchmarks.run --only a,c --json results.json
     python -m benchmarks.run --only a --rounds 5      # more rounds of the short workloads

@@ -46,8 +46,8 @@ DEFAULTS: dict[str, Any] = {"model": "mlp", "dataset": "mnist", "data": None, "d
                             "schedule": "cosine", "warmup": 0, "seed": 0, "max_steps": None}
 # The seed's network has no dropout; the CNN gains from some (seeds 1 and 3: 0.9795 -> 0.982, 0.9775 -> 0.981).
 DEFAULT_DROPOUT = {"mlp": 0.0, "cnn": 0.25}
-# BLAS threads unless --blas-threads says otherwise: one never lost badly in our measurements
-# (benchmarks/README.md, workload e), two lost up to 8x on a busy machine.
+# BLAS threads unless --blas-threads says otherwise: one never lost more than a quarter in our
+# measurements (benchmarks/README.md, workload e); two lost 3-7x on a busy machine, 50x on one core.
 DEFAULT_BLAS_THREADS = 1
 
 
