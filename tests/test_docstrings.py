@@ -24,7 +24,7 @@ import doctest
 import importlib
 import inspect
 import types
-from typing import Iterator
+from collections.abc import Iterator
 
 import pytest
 
