@@ -1,6 +1,7 @@
 """Benchmark driver: corgi against a numpy floor, PyTorch and HIPS autograd.
 
-    python -m benchmarks.run                 # everything (about 10 minutes)
+    python -m benchmarks.run                 # (a) to (d) (about 10 minutes)
+    python -m benchmarks.run --only e        # training MNIST to an accuracy (about 17 minutes)
     python -m benchmarks.run --quick         # smoke run, small sizes
     python -m benchmarks.run --only a,c --json results.json
     python -m benchmarks.run --only a --rounds 5      # more rounds of the short workloads
@@ -17,12 +18,15 @@ benchmarks.workloads.dataparallel <peer> ...`; rank 0 prints the JSON line.
 The short workloads, (a), (b) and (f), run in rounds: every row once per round,
 round after round, and each row reports its fastest round. This machine's
 speed drifts by tens of percent over minutes; rows measured once, one after
-the other, would compare moments, not peers.
+the other, would compare moments, not peers. The training runs of (e) also
+run in rounds and report each figure's median over them, the figure the
+docs quote for a training time.
 """
 import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -34,9 +38,14 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MODULES = {"numpy": "floor", "torch": "torch_peer", "autograd": "autograd_peer",
            "corgi": "corgi_peer"}
 PEERS = tuple(MODULES)
-WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long", "f": "dataparallel"}
-ROUNDED = ("a", "b", "f")  # workloads run in interleaved rounds
+WORKLOADS = {"a": "mlp", "b": "chain", "c": "wide", "d": "long", "e": "train", "f": "dataparallel"}
+ROUNDED = ("a", "b", "e", "f")  # workloads run in interleaved rounds
+MEDIAN_OF_ROUNDS = ("e",)  # reported as the median of the rounds (the others: the fastest round)
 MPI_WORKLOADS = ("f",)  # run under mpiexec, malloc pinned as for (a): its steps move the same blocks
+# (e): the peers that train each network, with their options; the floor trains the mlp only
+TRAINING = {"mlp": [("numpy", "numpy", []), ("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"]),
+                    ("corgi", "corgi, seed's cost", ["--loss", "seed"])],
+            "cnn": [("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"])]}
 CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer of (a). By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
@@ -66,11 +75,13 @@ def sizes(quick):
     of the experiment."""
     if quick:
         return {"a": ["--warmup", "2", "--repeats", "5"],
+                "e": {"mlp": ["--epochs", "2", "--steps", "20"], "cnn": ["--epochs", "1", "--steps", "10"]},
                 "b": ["--n", "1000", "--warmup", "1", "--repeats", "3"],
                 "c": ["--rows", "128", "--cols", "256", "--warmup", "1", "--repeats", "2"],
                 "d": 10_000, "d_corgi": 100_000,
                 "f": ["--warmup", "2", "--repeats", "10", "--exchanges", "20"], "f_batches": (128,)}
     return {"a": ["--warmup", "10", "--repeats", "200"],
+            "e": {"mlp": [], "cnn": []},
             "b": ["--n", "10000", "--warmup", "1", "--repeats", "5"],
             "c": ["--warmup", "1", "--repeats", "5"],
             "d": 100_000, "d_corgi": 1_000_000,
@@ -119,6 +130,21 @@ def plan(only, quick):
                     jobs.append(Job("f", peer, f"{peer} {ranks} rank{'s' * (ranks > 1)}", options, threads,
                                     f"batch {batch}", ranks))
             jobs.append(Job("f", "allreduce", "allreduce 2 ranks", options, 1, f"batch {batch}", 2))
+    if "e" in only:
+        # each network's rows side by side for each BLAS thread count, float64 for every peer: there the
+        # peers' runs agree to the last digits, epoch after epoch, so every peer reaches the target at
+        # the same epoch (in float32, rounding differences grow from step ~100 on and each peer follows
+        # its own trajectory, and "time to the accuracy" would compare trajectories, not libraries)
+        for net, peers in TRAINING.items():
+            for threads in (1, 2):
+                for peer, label, options in peers:
+                    jobs.append(Job("e", peer, label, s["e"][net] + options + ["--net", net, "--dtype", "float64"],
+                                    threads, net))
+        # and the main job itself, as a user runs it (its defaults: float64, the seed's cost)
+        for net in TRAINING:
+            for threads in (1, 2):
+                jobs.append(Job("e", "corgi", f"python -m corgi.train --model {net}",
+                                s["e"][net] + ["--job", "--net", net, "--dtype", "float64"], threads, f"job {net}"))
     return jobs
 
 
@@ -184,10 +210,11 @@ def rotated(jobs, r):
     return out
 
 
-def merge_rounds(records):
+def merge_rounds(records, pick=min):
     """One record from a row's rounds: each numeric result is the smallest over
-    the rounds (the per-round values are kept in ``rounds``); a row with a
-    failed round reports that failure.
+    the rounds, or ``pick`` of them (the per-round values are kept in
+    ``rounds``; a figure some round lacks is left out, None if every round
+    lacks it); a row with a failed round reports that failure.
 
     The smallest, not the median: what slows a round down here is the host
     (another tenant on the second core, for seconds to minutes at a time),
@@ -199,8 +226,10 @@ def merge_rounds(records):
     merged = dict(records[0])
     results = dict(merged["results"])
     for name, value in results.items():
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            results[name] = min(r["results"][name] for r in records)
+        numbers = [r["results"].get(name) for r in records]
+        numbers = [v for v in numbers if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if numbers or value is None:
+            results[name] = pick(numbers) if numbers else None
     merged["results"] = results
     merged["rounds"] = [r["results"] for r in records]
     return merged
@@ -209,10 +238,10 @@ def merge_rounds(records):
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes and few repeats")
-    ap.add_argument("--only", default="a,b,c,d,f", help="workloads to run, e.g. a,c")
+    ap.add_argument("--only", default="a,b,c,d,e,f", help="workloads to run, e.g. a,c")
     ap.add_argument("--json", metavar="PATH", help="save the raw records here")
     ap.add_argument("--rounds", type=int, default=3,
-                    help="interleaved rounds of the short workloads (a, b, f); default 3")
+                    help="interleaved rounds of the short workloads (a, b, f) and of (e); default 3")
     args = ap.parse_args(argv)
     only = [k.strip() for k in args.only.split(",") if k.strip()]
     unknown = [k for k in only if k not in WORKLOADS]
@@ -241,7 +270,7 @@ def main(argv=None):
         runs[id(job)].append(rec)
     results = []
     for job in jobs:
-        rec = merge_rounds(runs[id(job)])
+        rec = merge_rounds(runs[id(job)], statistics.median if job.key in MEDIAN_OF_ROUNDS else min)
         rec.update(key=job.key, label=job.label, group=job.group, threads_setting=job.threads,
                    ranks_setting=job.ranks)
         results.append(rec)

@@ -9,7 +9,7 @@ a seed reproduces a run.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence, Union
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
@@ -18,7 +18,39 @@ from .checks import whole_number, whole_numbers
 from .numbers import default_float
 
 Initializer = Callable[[Sequence[int], int], Array]
-Seed = Union[np.random.Generator, int, None]
+Seed = np.random.Generator | int | None
+
+
+class He:
+    """He-normal draws from one numpy ``Generator``: ``he(dimensions, input_size)``.
+
+    A small object rather than a closure, so it pickles and deep-copies
+    (a copy draws on from the same generator state, independently).
+
+    >>> import copy
+    >>> he = He(np.random.default_rng(0))
+    >>> twin = copy.deepcopy(he)
+    >>> he((2,), 1) == twin((2,), 1), he
+    (True, he)
+    """
+
+    def __init__(self, generator: np.random.Generator) -> None:
+        self.generator = generator
+
+    def __call__(self, dimensions: Sequence[int], input_size: int) -> Array:
+        """A new untracked Array of ``dimensions`` drawn from N(0, 2 / ``input_size``).
+
+        >>> He(np.random.default_rng(0))((2, 3), 3).dimensions
+        (2, 3)
+        """
+        input_size = whole_number(input_size, "input_size", "he initializer", minimum=1)
+        shape = whole_numbers((dimensions,) if isinstance(dimensions, (int, np.integer)) else dimensions,
+                              "dimensions", "he initializer")
+        values = self.generator.normal(0.0, np.sqrt(2.0 / input_size), size=shape)
+        return Array(values, dtype=default_float())
+
+    def __repr__(self) -> str:
+        return "he"
 
 
 def make_he(rng: Seed = None) -> Initializer:
@@ -37,14 +69,4 @@ def make_he(rng: Seed = None) -> Initializer:
     >>> round(float(make_he(rng=1)((20000,), 8).numpy().std()), 2)   # sqrt(2 / 8)
     0.5
     """
-    generator = np.random.default_rng(rng)
-
-    def he(dimensions: Sequence[int], input_size: int) -> Array:
-        input_size = whole_number(input_size, "input_size", "he initializer", minimum=1)
-        shape = whole_numbers((dimensions,) if isinstance(dimensions, (int, np.integer)) else dimensions,
-                              "dimensions", "he initializer")
-        values = generator.normal(0.0, np.sqrt(2.0 / input_size), size=shape)
-        return Array(values, dtype=default_float())
-
-    he.__qualname__ = he.__name__ = "he"
-    return he
+    return He(np.random.default_rng(rng))

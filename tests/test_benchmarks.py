@@ -5,6 +5,8 @@ records into ratios, decide what the published figures mean, so they are
 tested like the library.
 """
 
+import statistics
+
 from benchmarks import report, run
 
 
@@ -71,7 +73,7 @@ def test_table_a_says_when_two_threads_never_helped_numpy():
 
 def test_short_workloads_run_in_rounds_and_only_a_pins_malloc(monkeypatch):
     monkeypatch.delenv("MALLOC_MMAP_THRESHOLD_", raising=False)
-    assert set(run.ROUNDED) == {"a", "b", "f"}
+    assert set(run.ROUNDED) == {"a", "b", "e", "f"} and run.MEDIAN_OF_ROUNDS == ("e",)
     assert run.PINNED_MALLOC == ("a",)
     assert "MALLOC_MMAP_THRESHOLD_" in run.child_env(1, pin_malloc=True)
     assert "MALLOC_MMAP_THRESHOLD_" not in run.child_env(2)
@@ -109,3 +111,53 @@ def test_table_f_compares_the_exchange_with_the_raw_allreduce_and_corgi_with_the
     assert corgi2[2:9] == ["1.20", "1.20x", "1.10x", "1.50x", "220", "1.10x", "5.00"]
     assert "exchange / raw allreduce of the same buckets: 1.10x (220 vs 200 us; goal <= 1.10)" in table
     assert "corgi 2-rank step / numpy 2-rank step: 1.10x alternating in one run, 1.20x from separate rows" in table
+
+
+def training_record(peer, label, net, threads, seconds, accuracies, loss=0.5):
+    results = {"net": net, "epochs": len(seconds), "seconds": seconds, "accuracies": accuracies,
+               "losses": [loss], "target": 0.95, "total_s": seconds[-1], "final_accuracy": accuracies[-1],
+               "check": loss,
+               "seconds_to_target": next((s for s, a in zip(seconds, accuracies) if a >= 0.95), None)}
+    return {"status": "ok", "results": results, "key": "e", "peer": peer, "label": label, "group": net,
+            "threads_setting": threads}
+
+
+def test_training_rounds_merge_to_their_median_and_keep_a_target_never_reached():
+    rounds = [training_record("corgi", "corgi", "mlp", 1, [s, 2 * s], [0.9, 0.96]) for s in (1.0, 3.0, 2.0)]
+    merged = run.merge_rounds(rounds, pick=statistics.median)
+    assert merged["results"]["total_s"] == 4.0 and merged["results"]["seconds_to_target"] == 4.0
+    assert merged["results"]["seconds"] == [1.0, 2.0]  # lists are kept from the first round
+    never = [training_record("corgi", "corgi", "mlp", 1, [s], [0.9]) for s in (1.0, 2.0)]
+    assert run.merge_rounds(never, pick=max)["results"]["seconds_to_target"] is None
+
+
+def test_table_e_times_to_the_target_and_ratios_to_torch():
+    recs = [
+        training_record("numpy", "numpy", "mlp", 1, [1.0, 2.0, 3.0], [0.90, 0.95, 0.96]),
+        training_record("torch", "torch", "mlp", 1, [2.0, 4.0, 6.0], [0.90, 0.95, 0.96]),
+        training_record("corgi", "corgi", "mlp", 1, [1.5, 3.0, 4.5], [0.90, 0.95, 0.96]),
+        training_record("corgi", "corgi, seed's cost", "mlp", 1, [2.0, 4.0, 6.0], [0.90, 0.94, 0.94], loss=0.6),
+    ]
+    table = report.table_e(recs)
+    corgi = cells(table, "mlp")  # the first mlp row is numpy's
+    assert corgi[1] == "numpy" and corgi[5] == "2.00 (epoch 2)" and corgi[6] == "0.50x"
+    line = next(ln for ln in table.splitlines() if "| corgi |" in ln)
+    values = [c.strip() for c in line.strip("|").split("|")]
+    assert values[3:9] == ["0.9600", "4.50", "3.00 (epoch 2)", "0.75x", "0.75x", "ok"]
+    seed = next(ln for ln in table.splitlines() if "seed's cost" in ln)
+    assert "not reached (0.95)" in seed and "MISMATCH" in seed
+    assert "mlp: 3 epochs, target accuracy 0.95" in table
+
+
+def test_training_jobs_pair_every_peer_per_network_and_thread_count():
+    everything = [job for job in run.plan(["e"], quick=True) if job.key == "e"]
+    jobs = [job for job in everything if not job.group.startswith("job")]
+    assert sorted({(job.group, job.threads) for job in jobs}) == [("cnn", 1), ("cnn", 2), ("mlp", 1), ("mlp", 2)]
+    main_jobs = [job for job in everything if job.group.startswith("job")]
+    assert [(job.label, job.threads) for job in main_jobs] == [
+        ("python -m corgi.train --model mlp", 1), ("python -m corgi.train --model mlp", 2),
+        ("python -m corgi.train --model cnn", 1), ("python -m corgi.train --model cnn", 2)]
+    assert all("--job" in job.options and "float64" in job.options for job in main_jobs)
+    mlp = [job.label for job in jobs if job.group == "mlp" and job.threads == 1]
+    assert mlp == ["numpy", "torch", "corgi", "corgi, seed's cost"]
+    assert all("--dtype" in job.options and "float64" in job.options for job in jobs)

@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from corgi.datasets import (
-    Dataset, _parse_digits, _stratified_split, batches, load_digits, load_mnist, one_hot,
+    Dataset,
+    _parse_digits,
+    _stratified_split,
+    batches,
+    load_digits,
+    load_mnist,
+    load_mnist10k,
+    one_hot,
     read_idx,
 )
 
@@ -210,7 +217,7 @@ def test_load_mnist_plain_and_gzipped(tmp_path, suffix):
 
 
 def test_load_mnist_mixed_compression_and_unflattened(tmp_path):
-    train_x, _, test_x, _ = write_mnist(tmp_path)
+    _, _, test_x, _ = write_mnist(tmp_path)
     # Replace one file by its gzipped form: either spelling is accepted per file.
     (tmp_path / "t10k-images-idx3-ubyte").unlink()
     write(tmp_path / "t10k-images-idx3-ubyte.gz", idx_bytes(test_x))
@@ -294,7 +301,7 @@ def test_count_mismatch(tmp_path):
 
 
 def test_label_out_of_range(tmp_path):
-    train_x, train_y, test_x, test_y = fake_mnist(np.random.default_rng(2))
+    train_x, train_y, test_x, _ = fake_mnist(np.random.default_rng(2))
     write_mnist(tmp_path, ".gz", arrays=(train_x, train_y, test_x, np.array([7, 10, 1])))
     with pytest.raises(ValueError, match="t10k-labels-idx1-ubyte.gz: labels must lie in 0..9"):
         load_mnist(tmp_path)
@@ -305,3 +312,131 @@ def test_train_and_test_image_sizes_must_agree(tmp_path):
     write_mnist(tmp_path, arrays=(train_x, train_y, np.zeros((3, 20, 20), np.uint8), test_y))
     with pytest.raises(ValueError, match="test images"):
         load_mnist(tmp_path)
+
+
+# ---------------------------------------------------------------- hostile IDX headers
+
+
+def header(code: int, dims) -> bytes:
+    return bytes([0, 0, code, len(dims)]) + b"".join(int(d).to_bytes(4, "big") for d in dims)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz"])
+def test_dimensions_whose_product_overflows_int64_name_the_file(tmp_path, suffix):
+    # 2^32-1 cubed overflows a 64-bit product; the check works with Python integers
+    path = tmp_path / ("huge-idx3-ubyte" + suffix)
+    write(path, header(0x08, [2**32 - 1] * 3) + bytes(10))
+    with pytest.raises(ValueError, match=f"{path.name}: the header declares shape \\(4294967295, 4294967295, "
+                                          f"4294967295\\) of 1 byte each, {(2**32 - 1) ** 3} bytes, more than"):
+        read_idx(path)
+
+
+def test_255_dimensions_name_the_file(tmp_path):
+    path = tmp_path / "many-idx"
+    write(path, header(0x08, [1] * 255) + bytes(1))
+    with pytest.raises(ValueError, match="many-idx: the header declares 255 dimensions; at most 32 are supported"):
+        read_idx(path)
+    short = tmp_path / "short-idx.gz"  # 255 dimensions announced, the header ends early
+    write(short, bytes([0, 0, 0x08, 255]) + bytes(40))
+    with pytest.raises(ValueError, match="short-idx.gz: the header declares 255 dimensions"):
+        read_idx(short)
+
+
+@pytest.mark.parametrize("shape, what", [((3, 0, 0), "3 images of 0x0 pixels"), ((0, 28, 28), "0 images of 28x28")])
+def test_empty_images_are_refused_naming_the_file(tmp_path, shape, what):
+    arrays = list(fake_mnist(np.random.default_rng(4)))
+    arrays[2] = np.zeros(shape, np.uint8)
+    arrays[3] = arrays[3][: shape[0]]
+    write_mnist(tmp_path, ".gz", arrays=tuple(arrays))
+    with pytest.raises(ValueError, match=f"t10k-images-idx3-ubyte.gz: holds {what}"):
+        load_mnist(tmp_path)
+
+
+def test_a_gzip_bomb_is_refused_after_its_header_without_inflating(tmp_path, monkeypatch):
+    # 64 MiB of zeros behind a header that declares 2^40 bytes: the file is about 64 KiB
+    import zlib
+
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)  # wbits 31: a gzip stream
+    parts = [packer.compress(header(0x08, [2**20, 1024, 1024]))]
+    block = bytes(1 << 20)
+    parts += [packer.compress(block) for _ in range(64)]
+    parts.append(packer.flush())
+    path = tmp_path / "bomb-idx3-ubyte.gz"
+    path.write_bytes(b"".join(parts))
+    assert path.stat().st_size < 100_000
+    inflated = []
+    real_read = gzip.GzipFile.read
+
+    def counting_read(self, size=-1):
+        data = real_read(self, size)
+        inflated.append(len(data))
+        return data
+
+    monkeypatch.setattr(gzip.GzipFile, "read", counting_read)
+    with pytest.raises(ValueError, match="bomb-idx3-ubyte.gz: the header declares shape \\(1048576, 1024, 1024\\)"):
+        read_idx(path)
+    assert sum(inflated) <= 16  # the 4-byte start and the 12 bytes of dimensions, nothing more
+    # under the absolute bound, the file's own size still refuses it: deflate packs at most 1032:1
+    with pytest.raises(ValueError, match="more than a gzip file of \\d+ bytes can hold"):
+        read_idx(path, max_bytes=2**41)
+    assert sum(inflated) <= 32
+
+
+def test_a_gzip_file_that_inflates_to_more_than_its_header_says_stops_reading(tmp_path, monkeypatch):
+    path = tmp_path / "long-idx1-ubyte.gz"
+    path.write_bytes(gzip.compress(header(0x08, [4]) + bytes(4) + bytes(1 << 20)))
+    with pytest.raises(ValueError, match="long-idx1-ubyte.gz: trailing bytes after the 4 data bytes"):
+        read_idx(path)
+
+
+def test_max_bytes_bounds_what_a_plain_file_may_declare(tmp_path):
+    path = tmp_path / "x-idx2-ubyte"
+    write(path, header(0x08, [100, 100]) + bytes(10_000))
+    assert read_idx(path, max_bytes=10_000).shape == (100, 100)
+    with pytest.raises(ValueError, match="x-idx2-ubyte: .* 10000 bytes, more than the 9999 allowed"):
+        read_idx(path, max_bytes=9_999)
+    with pytest.raises(TypeError, match="read_idx: max_bytes must be a whole number"):
+        read_idx(path, max_bytes=1e6)
+
+
+# ---------------------------------------------------------------- the bundled MNIST digits
+
+
+def published(readme: str, name: str) -> str:
+    """The sha256 the data README gives for ``name`` ("images" or "labels")."""
+    import re
+
+    return re.search(rf"{name} `([0-9a-f]{{64}})`", readme).group(1)
+
+
+def test_bundled_files_match_their_published_checksums():
+    import hashlib
+
+    folder = resources.files("corgi") / "data"
+    readme = (folder / "README.md").read_text()
+    for name, stem in (("images", "mnist10k-images-idx3-ubyte.gz"), ("labels", "mnist10k-labels-idx1-ubyte.gz")):
+        assert hashlib.sha256((folder / stem).read_bytes()).hexdigest() == published(readme, name)
+    digits = hashlib.sha256((folder / "digits.csv.gz").read_bytes()).hexdigest()
+    assert f"`{digits}`" in readme
+
+
+def test_mnist10k_split_shapes_and_class_counts():
+    ds = load_mnist10k()
+    assert ds.image_shape == (28, 28) and ds.classes == 10
+    assert ds.train_images.shape == (8000, 784) and ds.test_images.shape == (2000, 784)
+    assert ds.train_images.dtype == np.float64 and ds.train_labels.dtype == np.int64
+    # per class, as the data's provenance note gives them
+    counts = np.bincount(np.concatenate([ds.train_labels, ds.test_labels]), minlength=10)
+    assert counts.tolist() == [1001, 1127, 991, 1032, 980, 863, 1014, 1070, 944, 978]
+    held_out = np.bincount(ds.test_labels, minlength=10)
+    assert held_out.min() >= 150  # every class is well represented in the held-out 2,000
+    # pixels are bytes / 255, and the split is the files' order: the first 8,000, then the rest
+    everything = np.concatenate([ds.train_images, ds.test_images]) * 255
+    assert np.array_equal(everything, np.round(everything)) and everything.max() == 255
+    folder = resources.files("corgi") / "data"
+    with resources.as_file(folder / "mnist10k-images-idx3-ubyte.gz") as path:
+        raw = read_idx(path)
+    assert np.array_equal(raw[8000:].reshape(2000, 784), np.round(ds.test_images * 255))
+    square = load_mnist10k(flatten=False)
+    assert square.train_images.shape == (8000, 28, 28)
+    assert np.array_equal(square.test_images.reshape(2000, 784), ds.test_images)

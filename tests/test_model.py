@@ -11,7 +11,7 @@ from corgi.cost import make_cross_entropy, make_mse, make_softmax_cross_entropy
 from corgi.datasets import load_digits, one_hot
 from corgi.gradcheck import gradcheck_model
 from corgi.initializer import make_he
-from corgi.layer import Conv, Dense, Pool, Reshape
+from corgi.layer import Conv, Dense, Dropout, Flatten, Pool, Reshape
 from corgi.model import Model
 from corgi.optimizer import Adam, GradientDescent, Momentum
 
@@ -166,7 +166,7 @@ def test_readme_fully_connected_example():
 
 def test_digits_with_the_fused_cost_on_logits():
     # the same network without a softmax layer, trained with softmax cross-entropy on its
-    # logits: the model outputs logits, and predict and accuracy read the largest one
+    # logits: the model outputs logits, predict returns them, and classify and accuracy read the largest one
     digits = load_digits()
     rng = np.random.default_rng(0)
     initializer = make_he(rng)
@@ -181,7 +181,8 @@ def test_digits_with_the_fused_cost_on_logits():
     assert np.mean(losses[-20:]) < 0.3 * np.mean(losses[:20])
     logits = model.forward(Array(digits.test_images[:5]))
     assert not np.allclose(logits.numpy().sum(axis=1), 1.0)  # logits, not probabilities
-    assert np.array_equal(model.predict(Array(digits.test_images[:5])), logits.numpy().argmax(axis=1))
+    assert np.array_equal(model.predict(Array(digits.test_images[:5])), logits.numpy())
+    assert np.array_equal(model.classify(Array(digits.test_images[:5])), logits.numpy().argmax(axis=1))
     assert model.accuracy(digits.test_images, digits.test_labels) > 0.9
 
 
@@ -287,10 +288,14 @@ def test_save_load_round_trip(tmp_path):
     assert all(a == b for a, b in zip(copy.parameters(), model.parameters()))
     assert all(p.is_tracked for p in copy.parameters())
     assert copy.forward(x) == model.forward(x)
-    assert sorted(np.load(tmp_path / "model.npz").files) == ["0.biases", "0.weights", "1.biases", "1.weights"]
-    # numpy adds the suffix to a bare name
-    model.save(tmp_path / "bare")
-    assert small_model(seed=9).load(tmp_path / "bare.npz").forward(x) == model.forward(x)
+    # the parameters are plain entries any numpy reads, beside corgi's own JSON entry
+    saved = np.load(tmp_path / "model.npz")
+    assert sorted(saved.files) == ["0.biases", "0.weights", "1.biases", "1.weights", "corgi.json"]
+    assert np.array_equal(saved["0.weights"], model.parameters()[0].numpy())
+    # a bare name gets .npz when saving and when loading: the path round-trips
+    assert model.save(tmp_path / "bare") == tmp_path / "bare.npz"
+    assert small_model(seed=9).load(tmp_path / "bare").forward(x) == model.forward(x)
+    assert small_model(seed=9).load(str(tmp_path / "bare.npz")).forward(x) == model.forward(x)
 
 
 def test_save_load_round_trip_float32_and_cnn(tmp_path):
@@ -325,11 +330,116 @@ def test_predict_and_accuracy():
     model = Model([Dense(2, 2, make_he(rng=0))], GradientDescent(0.1), make_mse())
     model.set_parameters([Array([[1.0, 0.0], [0.0, 1.0]]).tracked(), Array([0.0, 0.0]).tracked()])
     x = np.array([[2.0, 1.0], [0.0, 3.0], [5.0, 4.0], [1.0, 2.0]])
-    assert model.predict(x).tolist() == [0, 1, 0, 1]
-    assert model.predict(Array(x), batch_size=3).tolist() == [0, 1, 0, 1]
+    assert model.predict(x).tolist() == x.tolist()  # the outputs: here the identity
+    assert model.classify(x).tolist() == [0, 1, 0, 1]
+    assert model.classify(Array(x), batch_size=3).tolist() == [0, 1, 0, 1]
     assert model.accuracy(x, [0, 1, 1, 1]) == 0.75
     assert model.accuracy(x, one_hot(np.array([0, 1, 0, 0]), 2)) == 0.75
     with pytest.raises(ValueError, match="4 predictions but labels of dimensions \\(3,\\)"):
         model.accuracy(x, [0, 1, 1])
     with pytest.raises(ValueError, match="batch_size"):
         model.predict(x, batch_size=0)
+
+
+# -- modes, inference and dtypes -------------------------------------------------------------
+
+
+def dropout_model(seed=0):
+    he = make_he(rng=seed)
+    return Model([Dense(4, 16, he, make_relu()), Dropout(0.5, rng=seed), Dense(16, 3, he)],
+                 GradientDescent(0.1), make_softmax_cross_entropy())
+
+
+def test_train_and_eval_switch_every_layer_and_return_the_model():
+    model = dropout_model()
+    assert model.training and all(layer.training for layer in model.layers)
+    assert model.eval() is model and not model.training and not any(layer.training for layer in model.layers)
+    assert model.train() is model and model.training and all(layer.training for layer in model.layers)
+    with pytest.raises(TypeError, match="Model.train: mode must be True or False, got 1"):
+        model.train(1)
+
+
+def test_dropout_is_active_in_training_and_off_in_evaluation():
+    model = dropout_model()
+    x = Array(np.random.default_rng(1).normal(size=(5, 4)))
+    assert model(x) != model(x)  # a new mask each time
+    model.eval()
+    assert model(x) == model(x)
+    expected = model(x).numpy()
+    model.train()
+    # predict, classify and accuracy evaluate in eval mode and give the mode back
+    assert np.array_equal(model.predict(x), expected)
+    assert np.array_equal(model.classify(x), expected.argmax(axis=1))
+    assert model.training and all(layer.training for layer in model.layers)
+    model.eval()
+    model.predict(x)
+    assert not model.layers[1].training
+
+
+def test_predict_records_no_graph_and_restores_the_mode_after_an_error():
+    model = dropout_model()
+    outputs = model.predict(np.random.default_rng(2).normal(size=(6, 4)), batch_size=4)
+    assert outputs.shape == (6, 3) and isinstance(outputs, np.ndarray)
+    assert all(p.gradient() is None for p in model.parameters())
+    x = Array(np.ones((2, 4)))
+    with pytest.raises(ValueError, match="Dense.forward: expects inputs of 4 values"):
+        model.predict(np.ones((2, 5)))
+    assert model.training and model.layers[1].training
+    assert model(x).is_tracked  # outside predict, a call records as usual
+
+
+def test_a_model_for_inference_needs_no_optimizer_or_cost():
+    he = make_he(rng=0)
+    model = Model([Dense(2, 3, he, make_relu()), Dense(3, 2, he)])
+    assert model(np.ones((1, 2))).dimensions == (1, 2)
+    assert model.classify(np.ones((4, 2))).shape == (4,)
+    model.forward(np.ones((1, 2)))
+    with pytest.raises(ValueError, match="Model.backward: the model has no cost"):
+        model.backward(np.zeros((1, 2)))
+    with pytest.raises(ValueError, match="Model.update: the model has no optimizer"):
+        model.update()
+    assert repr(model) == "Model([Dense(2, 3, activation=relu), Dense(3, 2)], None, None)"
+
+
+def test_numpy_input_takes_the_models_dtype_and_an_array_must_have_it():
+    he = make_he(rng=0)
+    model = Model([Dense(3, 2, he, dtype="float32")], GradientDescent(0.1), make_mse())
+    assert model.dtype == np.float32
+    assert model(np.ones((2, 3))).dtype == np.float32  # numpy values become float32 Arrays
+    assert model.predict(np.ones((2, 3))).dtype == np.float32
+    with pytest.raises(TypeError, match="Dense.forward: input is float64, the layer's parameters are float32"):
+        model(Array(np.ones((2, 3))))
+    with pytest.raises(TypeError, match="input is float64, the layer's parameters are float32"):
+        model.predict(Array(np.ones((2, 3))))
+    assert Model([Reshape((4,))]).dtype is None
+
+
+def test_classify_needs_a_batch_of_scores():
+    model = Model([Reshape((4,)), Dense(4, 1, make_he(rng=0))])
+    assert model.classify(np.ones((3, 2, 2))).tolist() == [0, 0, 0]
+    flat = Model([Reshape((3,))])
+    with pytest.raises(ValueError, match="Model.classify: the model's outputs have dimensions \\(3,\\)"):
+        flat.classify(np.ones(3))
+
+
+def test_input_dimensions_come_from_the_first_layer():
+    he = make_he(rng=0)
+    assert Model([Dense(784, 10, he)]).input_dimensions == (784,)
+    assert Model([Conv((8, 3, 3, 3), (1, 1), he), Flatten()]).input_dimensions == (3, None, None)
+    assert Model([Flatten(), Dense(4, 2, he)]).input_dimensions is None
+    assert Model([]).input_dimensions is None
+
+
+def test_the_last_output_is_not_part_of_a_pickled_model():
+    model = Model([Reshape((2,)), Dropout(0.5, rng=3)], GradientDescent(0.1), make_mse())
+    model.forward(Array(np.ones((3, 2))))
+    assert model.output is not None
+    import copy
+    import pickle
+
+    pickled, copied = pickle.loads(pickle.dumps(model)), copy.deepcopy(model)
+    x = Array(np.ones((40, 2)))
+    for twin in (pickled, copied):
+        assert twin.output is None and repr(twin) == repr(model)
+    # each copy carries the dropout generator's position: the same next mask as the original
+    assert pickled(x) == copied(x) == model(x)

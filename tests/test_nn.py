@@ -1,8 +1,6 @@
 """Initializers, activations, costs, layers and optimizers (SPEC section 6)."""
 
-import ast
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -408,31 +406,6 @@ def test_optimizer_arguments_are_checked():
         Adam(beta2=1.5)
     with pytest.raises(TypeError, match="parameter 0 must be an Array"):
         GradientDescent(0.1).update([np.zeros(2)])
-
-
-# -- layering ------------------------------------------------------------------------------
-
-RANKS = {"numbers": 0, "checks": 0, "array": 1, "activation": 2, "cost": 2, "initializer": 2, "layer": 3,
-         "optimizer": 3, "model": 4, "gradcheck": 4, "datasets": 5, "train": 6}
-
-
-def test_nn_modules_import_only_lower_layers():
-    root = Path(corgi.__file__).parent
-    files = [root / f"{name}.py" for name in ("activation", "cost", "initializer", "model", "train")]
-    files += sorted((root / "layer").glob("*.py")) + sorted((root / "optimizer").glob("*.py"))
-    for path in files:
-        own = path.stem if path.parent == root else path.parent.name
-        for node in ast.walk(ast.parse(path.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level > 0:
-                names = [node.module] if node.module else [alias.name for alias in node.names]
-                for name in names:
-                    top = name.split(".")[0]
-                    if path.parent != root and node.level == 1:
-                        continue  # a sibling inside the same package
-                    if top == "engine":
-                        assert own == "train", f"{path} imports the engine"
-                        continue
-                    assert RANKS[top] < RANKS[own], f"{path} imports {name}"
 
 
 def test_gradcheck_still_names_the_worst_input():

@@ -20,7 +20,7 @@ import traceback
 
 import numpy as np
 
-WORKLOADS = ("mlp", "chain", "wide", "long")
+WORKLOADS = ("mlp", "chain", "wide", "long", "train")
 
 # The chain used by workloads (b) and (d), the same for every peer: n ops,
 # alternating x = x * w and x = x + b on 1-element float64 arrays, where w
@@ -41,6 +41,14 @@ def parse_args(argv=None):
     p.add_argument("--rows", type=int, default=512, help="wide: rows of X")
     p.add_argument("--cols", type=int, default=1024, help="wide: columns of X = size of W_k")
     p.add_argument("--branches", type=int, default=8)
+    p.add_argument("--net", default="mlp", choices=("mlp", "cnn"), help="train: the network")
+    p.add_argument("--epochs", type=int, default=None, help="train: epochs (default: the workload's)")
+    p.add_argument("--steps", type=int, default=None, help="train: steps per epoch (default: all)")
+    p.add_argument("--loss", default="fused", choices=("fused", "seed"),
+                   help="train, corgi: the fused softmax cross-entropy on logits, or the seed's softmax layer "
+                        "and cross-entropy")
+    p.add_argument("--job", action="store_true",
+                   help="train, corgi: time the main job itself (python -m corgi.train, defaults and --net)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     return p.parse_args(argv)

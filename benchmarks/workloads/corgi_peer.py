@@ -5,7 +5,7 @@ without it the engine default (CORGI_WORKERS or the CPU count) applies.
 """
 import numpy as np
 
-from benchmarks.workloads import common
+from benchmarks.workloads import common, training
 
 
 def load(args):
@@ -121,5 +121,86 @@ def wide(corgi, args):
     return common.wide_workload(build, backward, args)
 
 
+def train(corgi, args):
+    """(e): corgi's Model and layers, as corgi.train builds them, with the shared initial weights.
+
+    ``--loss fused`` ends in a linear layer and the fused softmax cross-entropy on its logits (as the
+    other peers compute the loss); ``--loss seed`` ends in the seed's softmax layer and cross-entropy
+    on probabilities, as ``python -m corgi.train`` does."""
+    from corgi import Array
+    from corgi.activation import make_relu, make_softmax
+    from corgi.cost import make_cross_entropy, make_softmax_cross_entropy
+    from corgi.layer import Conv, Dense, Flatten, Pool
+    from corgi.model import Model
+    from corgi.optimizer import GradientDescent, Momentum
+
+    if args.job:
+        return main_job(args)
+    net, dtype = args.net, np.dtype(args.dtype).type
+    weights = training.initial_weights(net, dtype)
+    seed = args.loss == "seed"
+
+    def unused(dimensions, fan_in):  # every parameter is replaced by the shared initial weights
+        return Array.zeros(dimensions, dtype=dtype)
+
+    last = make_softmax() if seed else None
+    relu = make_relu()
+    if net == "mlp":
+        layers = [Dense(784, 128, unused, relu, dtype=dtype), Dense(128, 10, unused, last, dtype=dtype)]
+        optimizer = GradientDescent(training.SETTINGS[net]["lr"])
+    else:
+        layers = [Conv((16, 1, 3, 3), (1, 1), unused, relu, dtype=dtype), Pool(),
+                  Conv((32, 16, 3, 3), (1, 1), unused, relu, dtype=dtype), Pool(), Flatten(),
+                  Dense(800, 128, unused, relu, dtype=dtype), Dense(128, 10, unused, last, dtype=dtype)]
+        optimizer = Momentum(training.SETTINGS[net]["lr"], momentum=training.SETTINGS[net]["momentum"])
+        weights = [w.reshape(-1, 1, 1) if w.ndim == 1 and i in (1, 3) else w for i, w in enumerate(weights)]
+    model = Model(layers, optimizer, make_cross_entropy() if seed else make_softmax_cross_entropy())
+    model.set_parameters([Array(w, dtype=dtype).tracked() for w in weights])
+
+    def step(x, labels, t, lr):
+        optimizer.learning_rate = lr
+        model.forward(Array(x, dtype=dtype))
+        loss = model.backward(Array(t, dtype=dtype))
+        model.update()
+        return loss
+
+    def accuracy(x, labels):
+        return model.accuracy(Array(x, dtype=dtype), labels)
+
+    out = training.run(net, args, step, accuracy)
+    out["loss"] = args.loss
+    return out
+
+
+def main_job(args):
+    """The main job as a user runs it, in this process: ``corgi.train.main`` with its defaults (and --net).
+
+    The seconds are main()'s (loading the data, building the model, training, evaluating); starting
+    the interpreter and importing corgi come on top (about half a second here)."""
+    import contextlib
+    import io
+    import time
+
+    from corgi.train import main
+
+    argv = ["--model", args.net, "--blas-threads", str(args.threads)]
+    if args.dtype != "float64":
+        argv += ["--dtype", args.dtype]
+    if args.epochs:
+        argv += ["--epochs", str(args.epochs)]
+    if args.steps:
+        argv += ["--max-steps", str(args.steps)]
+    out = io.StringIO()
+    started = time.perf_counter()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(io.StringIO()):
+        status = main(argv)
+    seconds = time.perf_counter() - started
+    last = out.getvalue().strip().splitlines()[-1]
+    if status != 0 or not last.startswith("held-out accuracy: "):
+        raise RuntimeError(f"corgi.train {' '.join(argv)} ended with status {status}: {last}")
+    return {"net": args.net, "job": True, "argv": argv, "total_s": seconds,
+            "final_accuracy": float(last.split(": ")[1]), "epochs": len(out.getvalue().strip().splitlines()) - 1}
+
+
 if __name__ == "__main__":
-    common.main("corgi", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})
+    common.main("corgi", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long, "train": train})

@@ -6,7 +6,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
-from benchmarks.workloads import common
+from benchmarks.workloads import common, training
 
 
 def load(args):
@@ -107,5 +107,36 @@ def wide(np_, args):
     return common.wide_workload(build, backward, args)
 
 
+def train(np_, args):
+    """(e): the MLP by hand (the floor trains no CNN: a hand-written convolution is not a floor)."""
+    if args.net != "mlp":
+        raise ValueError("the numpy floor trains the mlp only")
+    dtype = np.dtype(args.dtype).type
+    state = {"params": training.initial_weights("mlp", dtype)}
+
+    def step(x, labels, t, lr):
+        w1, b1, w2, b2 = state["params"]
+        batch = x.shape[0]
+        z1 = x @ w1 + b1
+        h = np.maximum(z1, 0)
+        z2 = h @ w2 + b2
+        z2 = z2 - z2.max(axis=1, keepdims=True)
+        e = np.exp(z2)
+        s = e.sum(axis=1, keepdims=True)
+        loss = -(t * (z2 - np.log(s))).sum() / batch
+        dz2 = (e / s - t) / batch
+        dh = dz2 @ w2.T
+        dz1 = dh * (z1 > 0)
+        grads = (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+        state["params"] = [p - dtype(lr) * g for p, g in zip(state["params"], grads)]
+        return float(loss)
+
+    def accuracy(x, labels):
+        w1, b1, w2, b2 = state["params"]
+        return np.mean((np.maximum(x @ w1 + b1, 0) @ w2 + b2).argmax(axis=1) == labels)
+
+    return training.run("mlp", args, step, accuracy)
+
+
 if __name__ == "__main__":
-    common.main("numpy", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})
+    common.main("numpy", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long, "train": train})

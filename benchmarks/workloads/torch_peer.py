@@ -1,5 +1,7 @@
 """PyTorch CPU eager, written the way a PyTorch user would write it."""
-from benchmarks.workloads import common
+import numpy as np
+
+from benchmarks.workloads import common, training
 
 
 def load(args):
@@ -78,5 +80,40 @@ def wide(torch, args):
     return common.wide_workload(build, backward, args)
 
 
+def train(torch, args):
+    """(e): the network as a PyTorch user writes it: functional layers, SGD, F.cross_entropy on logits."""
+    import torch.nn.functional as F
+
+    net = args.net
+    dtype = np.dtype(args.dtype).type
+    params = [torch.from_numpy(w.copy()).requires_grad_() for w in training.initial_weights(net, dtype)]
+    optimizer = torch.optim.SGD(params, lr=training.SETTINGS[net]["lr"],
+                                momentum=training.SETTINGS[net]["momentum"])
+
+    def forward(x):
+        if net == "mlp":
+            w1, b1, w2, b2 = params
+            return torch.relu(x @ w1 + b1) @ w2 + b2
+        c1, cb1, c2, cb2, w1, b1, w2, b2 = params
+        h = F.max_pool2d(torch.relu(F.conv2d(x, c1, cb1)), 2)
+        h = F.max_pool2d(torch.relu(F.conv2d(h, c2, cb2)), 2)
+        return torch.relu(h.flatten(1) @ w1 + b1) @ w2 + b2
+
+    def step(x, labels, t, lr):
+        for group in optimizer.param_groups:
+            group["lr"] = lr
+        optimizer.zero_grad(set_to_none=True)
+        loss = F.cross_entropy(forward(torch.from_numpy(x)), torch.from_numpy(labels))
+        loss.backward()
+        optimizer.step()
+        return loss.item()
+
+    def accuracy(x, labels):
+        with torch.no_grad():
+            return (forward(torch.from_numpy(x)).argmax(dim=1).numpy() == labels).mean()
+
+    return training.run(net, args, step, accuracy)
+
+
 if __name__ == "__main__":
-    common.main("torch", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long})
+    common.main("torch", load, {"mlp": mlp, "chain": chain, "wide": wide, "long": long, "train": train})

@@ -122,7 +122,7 @@ def load_everywhere(link: Transport, model: Model, path: Path, where: str) -> No
     >>> def make(seed):
     ...     return Model([Dense(2, 2, initializer.make_he(rng=seed))], GradientDescent(0.1), cost.make_mse())
     >>> with tempfile.TemporaryDirectory() as folder:
-    ...     make(0).save(pathlib.Path(folder) / "m.npz")
+    ...     _ = make(0).save(pathlib.Path(folder) / "m.npz")
     ...     copy = make(1)
     ...     load_everywhere(LocalComm(), copy, pathlib.Path(folder) / "m.npz", "example")
     >>> digest(copy.parameters()) == digest(make(0).parameters())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..activation import Activation
 from ..array import Array
 from ..checks import whole_numbers
 from ..initializer import Initializer
-from .base import Layer, activation_name
+from ..numbers import FloatType
+from .base import ExampleDimensions, Layer, activation_name, check_input, new_parameter
 
 
 class Conv(Layer):
@@ -16,8 +15,9 @@ class Conv(Layer):
 
     ``filters`` are (count, depth, rows, cols) and ``biases`` (count, 1, 1),
     one per output channel, both drawn by ``initializer`` with fan-in
-    ``depth * rows * cols`` and tracked. The input is (..., depth, rows, cols)
-    and the output (..., count, out_rows, out_cols).
+    ``depth * rows * cols``, held in ``dtype`` (default: corgi's default
+    float type) and tracked. The input is (..., depth, rows, cols), of the
+    parameters' dtype, and the output (..., count, out_rows, out_cols).
 
     >>> from corgi import Array
     >>> from corgi.activation import make_relu
@@ -36,15 +36,27 @@ class Conv(Layer):
         filter_dimensions: tuple[int, int, int, int],
         stride_dimensions: tuple[int, int],
         initializer: Initializer,
-        activation: Optional[Activation] = None,
+        activation: Activation | None = None,
+        dtype: FloatType | None = None,
     ) -> None:
         self.filter_dimensions = whole_numbers(filter_dimensions, "filter_dimensions", "Conv", count=4)
-        self.stride_dimensions = whole_numbers(stride_dimensions, "stride_dimensions", "Conv", count=2)
+        stride_rows, stride_cols = whole_numbers(stride_dimensions, "stride_dimensions", "Conv", count=2)
+        self.stride_dimensions = (stride_rows, stride_cols)
         count, depth, rows, cols = self.filter_dimensions
         input_size = depth * rows * cols
-        self.filters = initializer(self.filter_dimensions, input_size).tracked()
-        self.biases = initializer((count, 1, 1), input_size).tracked()
+        self.filters = new_parameter(initializer(self.filter_dimensions, input_size), dtype, "Conv")
+        self.biases = new_parameter(initializer((count, 1, 1), input_size), dtype, "Conv")
         self.activation = activation
+
+    @property
+    def input_dimensions(self) -> ExampleDimensions:
+        """``(depth, None, None)``: one example is ``depth`` images of any size the filters fit.
+
+        >>> from corgi.initializer import make_he
+        >>> Conv((8, 3, 3, 3), (1, 1), make_he(rng=0)).input_dimensions
+        (3, None, None)
+        """
+        return (self.filter_dimensions[1], None, None)
 
     def forward(self, x: Array) -> Array:
         """``activation(x.conv(filters, stride) + biases)``.
@@ -56,8 +68,7 @@ class Conv(Layer):
         Array([[[10.5, 18.5],
                 [42.5, 50.5]]], dimensions=(1, 2, 2))
         """
-        if not isinstance(x, Array):
-            raise TypeError(f"Conv.forward: expects an Array, got {type(x).__name__}")
+        check_input(x, self.filters, "Conv.forward")
         result = x.conv(self.filters, self.stride_dimensions) + self.biases
         return result if self.activation is None else self.activation(result)
 

@@ -2,22 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 from ..activation import Activation
 from ..array import Array
 from ..checks import whole_number
 from ..initializer import Initializer
-from .base import Layer, activation_name
+from ..numbers import FloatType
+from .base import ExampleDimensions, Layer, activation_name, check_input, new_parameter
 
 
 class Dense(Layer):
     """A fully-connected layer from ``input_size`` to ``output_size`` values.
 
     ``weights`` are (input_size, output_size) and ``biases`` (output_size,),
-    both drawn by ``initializer`` with fan-in ``input_size`` and tracked. The
-    input is (batch, input_size) or one example (input_size,); the product,
-    bias included, is a single matmul node.
+    both drawn by ``initializer`` with fan-in ``input_size``, held in
+    ``dtype`` (default: corgi's default float type) and tracked. The input is
+    (batch, input_size) or one example (input_size,), of the parameters'
+    dtype (another float type is a TypeError: corgi never mixes them); the
+    product, bias included, is a single matmul node.
 
     >>> from corgi import arr
     >>> from corgi.activation import make_relu
@@ -38,13 +39,24 @@ class Dense(Layer):
         input_size: int,
         output_size: int,
         initializer: Initializer,
-        activation: Optional[Activation] = None,
+        activation: Activation | None = None,
+        dtype: FloatType | None = None,
     ) -> None:
         self.input_size = whole_number(input_size, "input_size", "Dense", minimum=1)
         self.output_size = whole_number(output_size, "output_size", "Dense", minimum=1)
-        self.weights = initializer((input_size, output_size), input_size).tracked()
-        self.biases = initializer((output_size,), input_size).tracked()
+        self.weights = new_parameter(initializer((input_size, output_size), input_size), dtype, "Dense")
+        self.biases = new_parameter(initializer((output_size,), input_size), dtype, "Dense")
         self.activation = activation
+
+    @property
+    def input_dimensions(self) -> ExampleDimensions:
+        """``(input_size,)``: one example is a row of ``input_size`` values.
+
+        >>> from corgi.initializer import make_he
+        >>> Dense(3, 2, make_he(rng=0)).input_dimensions
+        (3,)
+        """
+        return (self.input_size,)
 
     def forward(self, x: Array) -> Array:
         """``activation(x @ weights + biases)``.
@@ -55,10 +67,14 @@ class Dense(Layer):
         >>> layer.set_parameters([Array([[1.0], [2.0]]), Array([0.5])])
         >>> layer.forward(Array([[3.0, 4.0], [-3.0, 1.0]]))    # relu(11.5), relu(-0.5)
         Array([[11.5],
-               [ 0. ]], dimensions=(2, 1))
+              [ 0. ]], dimensions=(2, 1))
+        >>> layer.forward(Array([[3.0, 4.0]], dtype="float32"))
+        Traceback (most recent call last):
+        ...
+        TypeError: Dense.forward: input is float32, the layer's parameters are float64; corgi does not mix float \
+types: convert the input (x.astype('float64'), or Array(values, dtype='float64')) or build the layer with dtype='float32'
         """
-        if not isinstance(x, Array):
-            raise TypeError(f"Dense.forward: expects an Array, got {type(x).__name__}")
+        check_input(x, self.weights, "Dense.forward")
         if x.dimensions[-1] != self.input_size:
             raise ValueError(
                 f"Dense.forward: expects inputs of {self.input_size} values in the last dimension, "

@@ -20,8 +20,10 @@ class Pool(Layer):
     """
 
     def __init__(self, pool: tuple[int, int] = (2, 2), stride: tuple[int, int] = (2, 2)) -> None:
-        self.pool = whole_numbers(pool, "pool", "Pool", count=2)
-        self.stride = whole_numbers(stride, "stride", "Pool", count=2)
+        pool_rows, pool_cols = whole_numbers(pool, "pool", "Pool", count=2)
+        stride_rows, stride_cols = whole_numbers(stride, "stride", "Pool", count=2)
+        self.pool = (pool_rows, pool_cols)
+        self.stride = (stride_rows, stride_cols)
 
     def forward(self, x: Array) -> Array:
         """``x.max_pool(pool, stride)``.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from typing import Sequence, Union
+from collections.abc import Sequence
 
 from ..array import Array
 from ..checks import whole_numbers
@@ -28,7 +28,7 @@ class Reshape(Layer):
     (72,)
     """
 
-    def __init__(self, dimensions: Union[int, Sequence[int]]) -> None:
+    def __init__(self, dimensions: int | Sequence[int]) -> None:
         if isinstance(dimensions, int) and not isinstance(dimensions, bool):
             dimensions = (dimensions,)
         self.dimensions = dims = whole_numbers(dimensions, "dimensions", "Reshape")

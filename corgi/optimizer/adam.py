@@ -13,12 +13,19 @@ class Adam(Optimizer):
     ``m <- b1 m + (1 - b1) dw``, ``v <- b2 v + (1 - b2) dw^2``,
     ``w <- w - lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + epsilon)``.
 
+    The moments (``exp_avg`` and ``exp_avg_sq``, PyTorch's names) and t are
+    per-parameter state: ``state_dict()`` saves them, and a failed update
+    leaves them as they were.
+
     >>> from corgi import arr
     >>> w = arr(1.0, -1.0).tracked()
     >>> (w * arr(4.0, -0.5)).backward()
     >>> Adam(0.1).update([w])     # the first step moves each value by lr, against its gradient
     [Array([ 0.9, -0.9], dimensions=(2,), tracked)]
     """
+
+    state: State
+    hyperparameter_names = ("learning_rate", "beta1", "beta2", "epsilon")
 
     def __init__(
         self,
@@ -33,8 +40,7 @@ class Adam(Optimizer):
         self.epsilon = check_rate(epsilon, "epsilon", "Adam")
         if self.epsilon == 0.0:
             raise ValueError("Adam: epsilon must be above 0, got 0")
-        self.state = State("Adam.update")
-        self.steps: dict[int, int] = {}
+        self.state = State("Adam.update", ("exp_avg", "exp_avg_sq"))
 
     def step(self, position: int, value: np.ndarray, gradient: np.ndarray) -> np.ndarray:
         """Advance both moments at ``position`` and take a bias-corrected step.
@@ -42,17 +48,18 @@ class Adam(Optimizer):
         >>> adam = Adam(0.1)
         >>> [round(v, 6) for v in adam.step(0, np.array([1.0, -1.0]), np.array([4.0, -0.5])).tolist()]
         [0.9, -0.9]
-        >>> adam.steps[0]                          # the step count t at position 0
+        >>> adam.state.get(0, np.zeros(2)).step      # t at position 0
         1
         """
-        first, second = self.state.get(position, value, 2)
+        count, (first, second) = self.state.get(position, value)
         first = self.beta1 * first + (1 - self.beta1) * gradient
         second = self.beta2 * second + (1 - self.beta2) * gradient * gradient
-        self.state.buffers[position] = (first, second)
-        t = self.steps[position] = self.steps.get(position, 0) + 1
+        t = count + 1
+        self.state.put(position, t, (first, second))
         corrected_first = first / (1 - self.beta1**t)
         corrected_second = second / (1 - self.beta2**t)
-        return value - self.learning_rate * corrected_first / (np.sqrt(corrected_second) + self.epsilon)
+        result: np.ndarray = value - self.learning_rate * corrected_first / (np.sqrt(corrected_second) + self.epsilon)
+        return result
 
     def __repr__(self) -> str:
         return f"Adam({self.learning_rate}, beta1={self.beta1}, beta2={self.beta2}, epsilon={self.epsilon})"

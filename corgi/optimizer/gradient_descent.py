@@ -17,6 +17,8 @@ class GradientDescent(Optimizer):
     [Array([2.4], dimensions=(1,), tracked)]
     """
 
+    hyperparameter_names = ("learning_rate",)
+
     def __init__(self, learning_rate: float) -> None:
         self.learning_rate = check_rate(learning_rate, "learning_rate", "GradientDescent")
 
@@ -26,7 +28,8 @@ class GradientDescent(Optimizer):
         >>> GradientDescent(0.5).step(0, np.array([1.0, 2.0]), np.array([4.0, -2.0])).tolist()
         [-1.0, 3.0]
         """
-        return value - self.learning_rate * gradient
+        result: np.ndarray = value - self.learning_rate * gradient
+        return result
 
     def __repr__(self) -> str:
         return f"GradientDescent({self.learning_rate})"
