@@ -46,6 +46,11 @@ MPI_WORKLOADS = ("f",)  # run under mpiexec, malloc pinned as for (a): its steps
 TRAINING = {"mlp": [("numpy", "numpy", []), ("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"]),
                     ("corgi", "corgi, seed's cost", ["--loss", "seed"])],
             "cnn": [("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"])]}
+# (a)'s rows: the floor in place (the reference) and with new arrays, the peers, and corgi three ways:
+# Array operations with the fused cost, and the Model path with the seed's cost and with the fused one
+A_ROWS = (("numpy", "numpy in place", ["--inplace"]), ("numpy", "numpy", []), ("torch", "torch", []),
+          ("autograd", "autograd", []), ("corgi", "corgi", []), ("corgi", "corgi Model, seed", ["--path", "seed"]),
+          ("corgi", "corgi Model, fused", ["--path", "fused"]))
 CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer of (a). By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
@@ -96,8 +101,8 @@ def plan(only, quick):
         # seconds apart, not minutes
         for dtype in ("float32", "float64"):
             for threads in (1, 2):
-                for peer in PEERS:
-                    jobs.append(Job("a", peer, peer, s["a"] + ["--dtype", dtype],
+                for peer, label, extra in A_ROWS:
+                    jobs.append(Job("a", peer, label, s["a"] + ["--dtype", dtype] + extra,
                                     threads, dtype))
     if "b" in only:
         for peer in PEERS:

@@ -49,6 +49,11 @@ def parse_args(argv=None):
                         "and cross-entropy")
     p.add_argument("--job", action="store_true",
                    help="train, corgi: time the main job itself (python -m corgi.train, defaults and --net)")
+    p.add_argument("--inplace", action="store_true",
+                   help="mlp, numpy: update the parameters in place (the real floor) instead of making new arrays")
+    p.add_argument("--path", default="ops", choices=("ops", "seed", "fused"),
+                   help="mlp, corgi: Array operations with the fused cost (ops); the seed's Model with a softmax "
+                        "layer and make_cross_entropy (seed); the Model with make_softmax_cross_entropy (fused)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     return p.parse_args(argv)
