@@ -105,6 +105,7 @@ def table_a(recs):
     for dtype in ("float32", "float64"):
         group = [r for r in recs if r["group"] == dtype]
         labels = list(dict.fromkeys(r["label"] for r in group))
+        labels += [peer for peer in PEER_ORDER if not any(r["peer"] == peer for r in group)]  # shown as missing
         floor = "numpy in place" if "numpy in place" in labels else "numpy"
 
         def setting(label, threads):
