@@ -17,7 +17,8 @@ stays on, as in the timed benchmarks.
 - ``model``: a Model step (forward, backward, update) of Dense 8-4-2 with
   ReLU and the softmax layer with ``make_cross_entropy`` (the seed's path)
   and with ``make_softmax_cross_entropy`` (fused), batch 4, float64: almost
-  nothing but per-operation overhead.
+  nothing but per-operation overhead. ``model-floor`` is the numpy floor's
+  step (in place) on the same network.
 """
 from __future__ import annotations
 
@@ -44,6 +45,27 @@ def work(kind: str, amount: int, workers: int) -> None:
     from benchmarks.workloads import common
 
     corgi.engine.configure(workers=workers)
+    if kind == "chain-floor":
+        from benchmarks.workloads import floor
+
+        floor.backward_chain(floor.build_chain(CHAIN_N))
+        for _ in range(amount):
+            gc.collect()
+            floor.backward_chain(floor.build_chain(CHAIN_N))
+        return
+    if kind == "model-floor":
+        from benchmarks.workloads import floor
+
+        rng = np.random.default_rng(0)
+        x, t = rng.random((4, 8)), np.eye(2)[[0, 1, 1, 0]]
+        params = [rng.standard_normal((8, 4)), np.zeros(4), rng.standard_normal((4, 2)), np.zeros(2)]
+        step = floor.make_mlp_step_inplace(x, None, t, params, 0.01)
+        for _ in range(20):
+            step()
+        gc.collect()
+        for _ in range(amount):
+            step()
+        return
     if kind.startswith("chain"):
         from benchmarks.workloads.corgi_peer import chain_fns
 
@@ -121,8 +143,11 @@ def main(argv: list[str] | None = None) -> None:
             total = per_unit("chain", workers, 2) / CHAIN_N
             print(f"chain workers={workers}: forward {forward:,.0f}, backward {total - forward:,.0f}, "
                   f"total {total:,.0f} instructions per op", flush=True)
+    if "chain" in only:
+        print(f"chain, the numpy closure tape: {per_unit('chain-floor', 0, 2) / CHAIN_N:,.0f} instructions per op",
+              flush=True)
     if "model" in only:
-        for kind in ("model-seed", "model-fused"):
+        for kind in ("model-floor", "model-seed", "model-fused"):
             print(f"{kind} (Dense 8-4-2, batch 4, float64): {per_unit(kind, 0, 50):,.0f} instructions per step",
                   flush=True)
 

@@ -91,13 +91,14 @@ class OpNode(ArrayNode):
         inputs = self.inputs
         node = inputs[0]
         first = vjps[0](delta, saved)
-        if first.shape != node.shape or first.dtype != node.dtype:
+        # (``is`` first: numpy's built-in dtypes are shared objects, and comparing them costs a call)
+        if first.shape != node.shape or (first.dtype is not node.dtype and first.dtype != node.dtype):
             first = fit(first, node.shape, node.dtype)
         if len(vjps) == 1:
             return (first,)
         node = inputs[1]
         second = vjps[1](delta, saved)
-        if second.shape != node.shape or second.dtype != node.dtype:
+        if second.shape != node.shape or (second.dtype is not node.dtype and second.dtype != node.dtype):
             second = fit(second, node.shape, node.dtype)
         if len(vjps) == 2:
             return (first, second)

@@ -68,7 +68,17 @@ def evaluate(node: Node, delta: Any) -> Sequence[Any]:
     >>> x = Node(); evaluate(Node((x, x), lambda d: (d, 2 * d)), 5)
     (5, 10)
     """
-    deltas = node.deltas(delta)
+    return checked(node, node.deltas(delta))
+
+
+def checked(node: Node, deltas: Any) -> Sequence[Any]:
+    """``deltas``, if it is one delta per input of ``node``; else a TypeError or ValueError naming it.
+
+    >>> x = Node(); checked(Node((x, x), lambda d: d, name="pair"), [1])
+    Traceback (most recent call last):
+    ...
+    ValueError: backward of pair returned 1 deltas for 2 inputs
+    """
     try:
         count = len(deltas)
     except TypeError:
@@ -78,7 +88,7 @@ def evaluate(node: Node, delta: Any) -> Sequence[Any]:
         ) from None
     if count != len(node.inputs):
         raise ValueError(f"backward of {node.name} returned {count} deltas for {len(node.inputs)} inputs")
-    return deltas
+    return deltas  # type: ignore[no-any-return]
 
 
 class _Pass:
@@ -147,20 +157,30 @@ class _Pass:
                 else:
                     stage_node(node)
                     stage_delta(delta)
-                    deltas = evaluate(node, delta) if inputs else ()
+                    if inputs:
+                        deltas = node.deltas(delta)
+                        if type(deltas) is not tuple or len(deltas) != len(inputs):
+                            deltas = checked(node, deltas)
+                    else:
+                        deltas = ()
                 keep = None
-                order = node.seq << 32
                 for position, target in enumerate(inputs):
                     sent = deltas[position]
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
-                    total = report(target, key, order | position, sent)
-                    if total is WAITING:
-                        continue
-                    if total is NOT_COUNTED:
-                        if self.error is not None:  # the pass failed and forgot its counters
-                            break
-                        raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
+                    # ``counting.report``, its first case written out: the only consumer in this pass
+                    pending = target.pending
+                    if type(pending.get(key)) is int:
+                        pending.pop(key, None)
+                        total = sent
+                    else:
+                        total = report(target, key, node.seq << 32 | position, sent)
+                        if total is WAITING:
+                            continue
+                        if total is NOT_COUNTED:
+                            if self.error is not None:  # the pass failed and forgot its counters
+                                break
+                            raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     # ``target``'s total for this pass is final.
                     if hooks is not None:
                         self.announce(target, total)
