@@ -10,7 +10,6 @@ import numpy as np
 
 from ..array import Array, step_parameters
 
-
 # The ``step`` methods of corgi's optimizers, which write into neither array they are handed
 # and keep neither (``tests/test_optimizer.py`` checks it): ``update`` gives them the arrays themselves.
 OWN_STEPS: set[Any] = set()

@@ -31,7 +31,8 @@ class GradientDescent(Optimizer):
         result: np.ndarray = gradient * self.learning_rate
         if result.dtype == value.dtype and result.shape == value.shape:
             # ``value - result``, bit for bit, into the product's own buffer: one new array, not two
-            return np.subtract(value, result, out=result)
+            np.subtract(value, result, out=result)
+            return result
         return value - result  # (a learning rate of another float type; numpy's own rules)
 
     def __repr__(self) -> str:
