@@ -33,7 +33,8 @@ class GradientDescent(Optimizer):
             # ``value - result``, bit for bit, into the product's own buffer: one new array, not two
             np.subtract(value, result, out=result)
             return result
-        return value - result  # (a learning rate of another float type; numpy's own rules)
+        other: np.ndarray = value - result  # (a learning rate of another float type: numpy's own rules)
+        return other
 
     def __repr__(self) -> str:
         return f"GradientDescent({self.learning_rate})"
