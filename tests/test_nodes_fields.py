@@ -2,8 +2,9 @@
 
 import numpy as np
 
+import corgi
 from corgi import Array, engine
-from corgi.array.nodes import OpNode, op_node
+from corgi.array.nodes import OpNode, leaf_node, op_node
 
 
 def slots(cls):
@@ -39,3 +40,31 @@ def test_operations_record_the_same_nodes_through_binary_and_apply():
         if fast.is_tracked:
             assert fast._node.inputs == general._node.inputs and fast._node.vjps == general._node.vjps
             assert all(s is t for s, t in zip(fast._node.saved, general._node.saved, strict=True))
+
+
+def test_leaf_node_sets_every_field_init_would():
+    values = np.zeros((2, 3), dtype=np.float32)
+    for name, label in ((None, "leaf"), ("w", "w")):
+        node = leaf_node(values, name)
+        reference = engine.Node() if name is None else engine.Node(name=name)
+        for field in slots(engine.Node):
+            assert hasattr(node, field), field
+            if field != "seq":
+                assert getattr(node, field) == getattr(reference, field), field
+        assert (node.name, node.shape, node.dtype, node.is_leaf) == (label, (2, 3), np.dtype("float32"), True)
+
+
+def test_unary_operations_record_what_the_general_path_records():
+    from corgi.array import operation
+
+    x = Array([[1.0, -2.0], [3.0, 0.5]]).tracked()
+    for name, params in (("relu", None), ("exp", None), ("sum", {"axis": (0, 1), "shape": (1,)})):
+        fast = operation.apply(name, (x,), params)
+        raw = [x._values]
+        assert fast.is_tracked and fast._node.inputs == (x._node,)
+        assert fast._node.vjps == operation.PRIMITIVES[name].subsets[1]
+        expected = operation.PRIMITIVES[name].forward(*raw, **(params or {}))[0]
+        assert np.array_equal(fast.numpy(), np.asarray(expected).reshape(fast.dimensions))
+        with corgi.no_grad():
+            assert not operation.apply(name, (x,), params).is_tracked
+    assert not operation.apply("relu", (Array([1.0]),)).is_tracked

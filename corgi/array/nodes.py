@@ -106,17 +106,25 @@ class OpNode(ArrayNode):
         return (first, second, *rest)
 
 
+_new_node = object.__new__
+_next_seq = engine.node.next_seq
+
+
 def leaf_node(values: np.ndarray, name: str | None = None) -> ArrayNode:
     """The node of an array marked tracked: no inputs, a gradient slot; ``name`` labels it in traces."""
-    node = ArrayNode() if name is None else ArrayNode(name=name)
+    # every field, the engine's included, without ``Node.__init__`` (as ``op_node``)
+    node: ArrayNode = _new_node(ArrayNode)
+    node.inputs = ()
+    node.vjp = None
+    node.name = "leaf" if name is None else name
+    node.cost = 0
+    node.seq = _next_seq()
+    node.pending = {}
+    node.gradient = None
     shape = values.shape
     node.shape = _SHAPES.get(shape) or shared(shape)
     node.dtype = values.dtype
     return node
-
-
-_new_op_node = object.__new__
-_next_seq = engine.node.next_seq
 
 
 def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarray, vjps: tuple[Vjp, ...], saved: Any) -> OpNode:
@@ -128,7 +136,7 @@ def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarr
     forward's overhead per node (callgrind, the (b) chain). ``tests/test_nodes_fields.py`` checks
     that it sets exactly what ``Node.__init__`` sets.
     """
-    node: OpNode = _new_op_node(OpNode)
+    node: OpNode = _new_node(OpNode)
     node.inputs = inputs
     node.vjp = None
     node.name = name

@@ -50,6 +50,8 @@ def bind(array_class: type[Array]) -> None:
 def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = None) -> Array:
     """Run the registered primitive ``name`` on ``operands`` and record it if an operand is tracked."""
     Array = Array_
+    if len(operands) == 1 and type(operands[0]) is Array:
+        return _unary(name, operands[0], params)
     raw = [item._values if type(item) is Array else item for item in operands]
     primitive = PRIMITIVES[name]
     try:
@@ -74,6 +76,31 @@ def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = 
             tuple(inputs), name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[mask], result[1]
         )
         out._tracked = True
+    return out
+
+
+def _unary(name: str, x: Array, params: dict[str, Any] | None) -> Array:
+    """``apply`` written out for one Array operand (relu, exp, sum, softmax, ...): the same result and node."""
+    primitive = PRIMITIVES[name]
+    values = x._values
+    try:
+        result = primitive.forward(values, **params) if params else primitive.forward(values)
+    except ValueError as error:
+        _incompatible(name, error, (values,))
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = _new_array(Array_)
+    out._values = value
+    node = x._node
+    if x._tracked and node is not None and is_recording():
+        out._node = op_node(
+            (node,), name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[1], result[1]
+        )
+        out._tracked = True
+    else:
+        out._tracked = False
+        out._node = None
     return out
 
 
