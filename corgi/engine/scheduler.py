@@ -51,6 +51,7 @@ from . import trace as _trace
 from .atomic import NEVER
 from .counting import (
     NOT_COUNTED,
+    SHRINK,
     WAITING,
     count_consumers,
     forgetting,
@@ -172,6 +173,8 @@ class _Pass:
                     pending = target.pending
                     if type(pending.get(key)) is int:
                         pending.pop(key, None)
+                        if SHRINK and not pending:
+                            pending.clear()
                         total = sent
                     else:
                         total = report(target, key, node.seq << 32 | position, sent)
@@ -216,10 +219,16 @@ class _Pass:
             self.fail(error, node)
         if staged_nodes:
             with self.lock:
-                self.staged_nodes += staged_nodes
-                if yield_point is not None:
-                    yield_point("stage")
-                self.staged_deltas += staged_deltas
+                if self.staged_nodes:
+                    self.staged_nodes += staged_nodes
+                    if yield_point is not None:
+                        yield_point("stage")
+                    self.staged_deltas += staged_deltas
+                else:  # the first to stage: its lists become the pass's (no copy of a million entries)
+                    self.staged_nodes = staged_nodes
+                    if yield_point is not None:
+                        yield_point("stage")
+                    self.staged_deltas = staged_deltas
         return ran
 
     def announce(self, node: Node, total: Any) -> None:
