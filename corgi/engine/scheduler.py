@@ -59,6 +59,7 @@ from .counting import (
     waiting_for,
 )
 from .node import Node
+from .threads import pool_fits
 
 _pass_ids = itertools.count(1).__next__
 
@@ -119,7 +120,8 @@ class _Pass:
         self.staged_nodes: list[Node] = []
         self.staged_deltas: list[Any] = []
         settings = _pool.settings()
-        self.pool = _pool.executor()
+        # the pool only if its BLAS calls fit on the cores beside the caller's (``threads``)
+        self.pool = _pool.executor() if settings.workers and (not settings.share_cores or pool_fits()) else None
         self.handoff_cost = settings.handoff_cost
         self.context: contextvars.Context | None = None
         self.trace = trace
