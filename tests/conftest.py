@@ -21,9 +21,9 @@ import time
 # oversubscribe them.
 os.environ["CORGI_SHARE_CORES"] = "0"
 
-import pytest  # noqa: E402
+import pytest
 
-from corgi import engine  # noqa: E402
+from corgi import engine
 from corgi.engine import debug as engine_debug
 from corgi.engine import pool as engine_pool
 

@@ -21,7 +21,8 @@ def child_report(blas_threads):
     env.pop("CORGI_SHARE_CORES", None)  # the default
     code = ("import numpy, corgi; from corgi.engine import threads, settings; "
             "print(threads.blas_threads(), threads.cores(), threads.pool_fits(), settings().share_cores)")
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    out = subprocess.run([sys.executable, "-c", code], check=False, env=env, capture_output=True, text=True,
+                         timeout=120)
     assert out.returncode == 0, out.stderr
     blas, cores, fits, share = out.stdout.split()
     return int(blas), int(cores), fits == "True", share == "True"
