@@ -3,6 +3,7 @@
     python -m benchmarks.ab                          # float32 and float64, 1 and 2 BLAS threads
     python -m benchmarks.ab --threads 1 --dtypes float64 --blocks 8 --steps 60
     python -m benchmarks.ab --json ab.json
+    python -m benchmarks.ab --before main            # and corgi as it is on main, in the same processes
 
 This machine's speed drifts by tens of percent between processes and over
 minutes, so a ratio of two figures measured in different processes says as
@@ -22,8 +23,11 @@ Model path as the seed writes it (``corgi seed``: Dense + ReLU, Dense +
 softmax, ``make_cross_entropy``, ``GradientDescent``) and with the fused
 cost (``corgi fused``: Dense without activation and
 ``make_softmax_cross_entropy``); PyTorch eager (``torch``, if installed; in
-place under ``no_grad``). Every peer starts from the same weights, and the
-first losses are checked against the floor's.
+place under ``no_grad``); with ``--before REF``, corgi's two Model paths as
+they are at git ref REF (``before seed``, ``before fused``), imported beside
+the working tree's corgi in the same process: an A/B of two versions, block
+by block. Every peer starts from the same weights, and the first losses are
+checked against the floor's.
 """
 from __future__ import annotations
 
@@ -38,11 +42,60 @@ import time
 
 from benchmarks import run
 
-PEERS = ("numpy in place", "numpy new", "corgi seed", "corgi fused", "torch")
+PEERS = ("numpy in place", "numpy new", "corgi seed", "corgi fused", "torch", "before seed", "before fused")
 REFERENCE = "numpy in place"
 
 
-def make_steps(dtype_name: str, batch: int, want_torch: bool) -> dict:
+def load_before(ref: str) -> object:
+    """corgi as it is at git ref ``ref``, imported beside this one as the package ``corgi_before``
+    (corgi imports itself only relatively, so a copy under another name is a second, separate corgi)."""
+    import importlib
+    import tarfile
+    import tempfile
+
+    where = tempfile.mkdtemp(prefix="corgi-before-")
+    archive = subprocess.run(["git", "archive", ref, "corgi"], cwd=run.ROOT, check=True, capture_output=True).stdout
+    with tarfile.open(fileobj=__import__("io").BytesIO(archive)) as tar:
+        tar.extractall(where, filter="data")
+    os.rename(os.path.join(where, "corgi"), os.path.join(where, "corgi_before"))
+    sys.path.insert(0, where)
+    return importlib.import_module("corgi_before")
+
+
+def model_step(lib: object, dtype: object, seed: bool):
+    """The Model path of ``corgi_peer.make_model_step`` for any copy of corgi (``lib``)."""
+    import importlib
+
+    def sub(name: str):
+        return importlib.import_module(f"{lib.__name__}.{name}")
+
+    Array = lib.Array
+    activation, cost = sub("activation"), sub("cost")
+
+    def make_step(x, labels, t, params, lr):
+        def unused(dimensions, fan_in):
+            return Array.zeros(dimensions, dtype=dtype)
+
+        layers = [sub("layer").Dense(784, params[0].shape[1], unused, activation.make_relu(), dtype=dtype),
+                  sub("layer").Dense(params[2].shape[0], 10, unused, activation.make_softmax() if seed else None,
+                                     dtype=dtype)]
+        model = sub("model").Model(layers, sub("optimizer").GradientDescent(lr),
+                                   cost.make_cross_entropy() if seed else cost.make_softmax_cross_entropy())
+        model.set_parameters([Array(p, dtype=dtype).tracked() for p in params])
+        xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
+
+        def step():
+            model.forward(xa)
+            loss = model.backward(ta)
+            model.update()
+            return loss
+
+        return step
+
+    return make_step
+
+
+def make_steps(dtype_name: str, batch: int, want_torch: bool, before: object = None) -> dict:
     """Every peer's step on the same data, keyed by peer name (torch left out when it is missing)."""
     import numpy as np
 
@@ -55,6 +108,9 @@ def make_steps(dtype_name: str, batch: int, want_torch: bool) -> dict:
     makers = {"numpy in place": floor.make_mlp_step_inplace, "numpy new": floor.make_mlp_step,
               "corgi seed": corgi_peer.make_model_step(corgi, dtype.type, "seed"),
               "corgi fused": corgi_peer.make_model_step(corgi, dtype.type, "fused")}
+    if before is not None:
+        makers["before seed"] = model_step(before, dtype.type, True)
+        makers["before fused"] = model_step(before, dtype.type, False)
     if want_torch:
         try:
             import torch  # noqa: F401
@@ -78,8 +134,9 @@ def child(args: argparse.Namespace) -> None:
         except ImportError:
             pass
     out = {"threads": args.threads, "load_before": os.getloadavg(), "dtypes": {}}
+    before = load_before(args.before) if args.before else None
     for dtype in args.dtypes:
-        steps = make_steps(dtype, args.batch, "torch" in args.peers)
+        steps = make_steps(dtype, args.batch, "torch" in args.peers, before)
         steps = {name: step for name, step in steps.items() if name in args.peers}
         first = {name: step() for name, step in steps.items()}
         for step in steps.values():
@@ -153,10 +210,15 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
     ap.add_argument("--json", metavar="PATH")
+    ap.add_argument("--before", metavar="GIT_REF",
+                    help="also time corgi as it is at this git ref (peers 'before seed', 'before fused'), "
+                         "imported beside the working tree's in the same process: an A/B of two versions")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     args.dtypes = [d for d in args.dtypes.split(",") if d]
     args.peers = [p for p in args.peers.split(",") if p]
+    if not args.before:
+        args.peers = [p for p in args.peers if not p.startswith("before")]
     unknown = [p for p in args.peers if p not in PEERS]
     if unknown:
         ap.error(f"unknown peer(s) {unknown}; choose from {','.join(PEERS)}")
@@ -169,6 +231,8 @@ def main(argv: list[str] | None = None) -> None:
         cmd = [sys.executable, "-m", "benchmarks.ab", "--child", "--threads", str(threads),
                "--dtypes", ",".join(args.dtypes), "--peers", ",".join(args.peers), "--blocks", str(args.blocks),
                "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)]
+        if args.before:
+            cmd += ["--before", args.before]
         print(f"threads={threads} ...", end=" ", file=sys.stderr, flush=True)
         t0 = time.perf_counter()
         proc = subprocess.run(cmd, check=False, cwd=run.ROOT, env=run.child_env(threads, pin_malloc=True), capture_output=True,
