@@ -170,7 +170,8 @@ def table_c(recs):
             continue
         bwd = res(r, "bwd_ms")
         serial = first(recs, peer=r["peer"])  # each peer's first row is its serial one
-        speedup = f"{res(serial, 'bwd_ms') / bwd:.2f}x" if ok(serial) and serial is not r else "-"
+        speedup = (f"{res(serial, 'bwd_ms') / bwd:.2f}x" if ok(serial) and serial is not r
+                   and r.get("threads_setting", 1) == 1 else "-")
         rows.append([r["label"], num(res(r, "fwd_ms")), num(bwd), ratio(bwd, res(ref, "bwd_ms")),
                      ratio(bwd, res(tref, "bwd_ms")), speedup,
                      agree(res(r, "check"), res(ref, "check"), 1e-4)])

@@ -118,6 +118,12 @@ def plan(only, quick):
         jobs.append(Job("c", "autograd", "autograd", s["c"]))
         for w in (0, 2):
             jobs.append(Job("c", "corgi", f"corgi workers={w}", s["c"] + ["--workers", str(w)]))
+        # the default settings (two workers, two BLAS threads on two cores): the engine sees the BLAS
+        # threads and leaves the cores to them; with share_cores off, pool and BLAS oversubscribe
+        jobs.append(Job("c", "numpy", "numpy serial, 2 BLAS threads", s["c"], 2))
+        jobs.append(Job("c", "corgi", "corgi workers=2, 2 BLAS threads", s["c"] + ["--workers", "2"], 2))
+        jobs.append(Job("c", "corgi", "corgi workers=2, 2 BLAS threads, share_cores off",
+                        s["c"] + ["--workers", "2", "--share-cores", "0"], 2))
     if "d" in only:
         for peer in PEERS:
             n = s["d"]

@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     p.add_argument("--threads", type=int, default=1, help="BLAS / intra-op threads")
     p.add_argument("--workers", type=int, default=None, help="corgi engine workers")
+    p.add_argument("--share-cores", type=int, default=None, choices=(0, 1),
+                   help="corgi: the engine's share_cores setting (default: the engine's default, on)")
     p.add_argument("--pool", type=int, default=0, help="numpy floor: thread pool over branches")
     p.add_argument("--n", type=int, default=10_000, help="chain length (ops)")
     p.add_argument("--batch", type=int, default=128)

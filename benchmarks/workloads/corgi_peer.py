@@ -14,6 +14,8 @@ def load(args):
 
     if args.workers is not None:
         corgi.engine.configure(workers=args.workers)
+    if getattr(args, "share_cores", None) is not None:
+        corgi.engine.configure(share_cores=bool(args.share_cores))
     return corgi
 
 
