@@ -310,7 +310,7 @@ def table_f(recs):
 TITLES = {
     "a": "(a) MLP 784-256-10 training step, batch 128 (ms/step; best of 1 and 2 BLAS threads)",
     "b": "(b) Per-node overhead: chain of x*w, x+b on 1-element float64 (us per op)",
-    "c": "(c) Wide graph: 8 x tanh(X @ W_k) summed, float32, 1 BLAS thread (ms)",
+    "c": "(c) Wide graph: 8 x tanh(X @ W_k) summed, float32, 1 BLAS thread unless the row says 2 (ms)",
     "d": "(d) Long chain (same ops as b): time and peak RSS over baseline",
     "e": "(e) Training the MNIST networks to an accuracy (float64, batch 32; training seconds, median of rounds)",
     "f": "(f) Data-parallel MLP 784-256-10 step over MPI, float32 (ms/step; exchange in us)",
