@@ -2,7 +2,7 @@
 
 from .core import Array, allclose, arr
 from .elementwise import maximum, minimum, where
-from .exchange import get_gradients, set_gradients
+from .exchange import GradientWatch, get_gradients, set_gradients, watch_gradients
 from .gradients import grad
 from .parameters import step_parameters
 from .recording import no_grad
@@ -11,6 +11,7 @@ from .shape import concatenate, split, stack
 
 __all__ = [
     "COMPOSED",
+    "GradientWatch",
     "PRIMITIVES",
     "Array",
     "allclose",
@@ -25,5 +26,6 @@ __all__ = [
     "split",
     "stack",
     "step_parameters",
+    "watch_gradients",
     "where",
 ]
