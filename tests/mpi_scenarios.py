@@ -46,6 +46,7 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     """Data-parallel training against one process training on the same global batches."""
     from corgi.distributed import DataParallel, ShardedSampler
 
+    _workers(args)
     x, y = _data(args.count, args.dtype)
     # Each rank starts from its own random parameters: the wrap must give every rank rank 0's.
     parallel = DataParallel(_model(100 + _rank(), args.dtype), reduction=args.reduction)
@@ -158,6 +159,172 @@ def abort(args: argparse.Namespace) -> dict[str, Any]:
     return {"rank": parallel.rank, "finished": True}
 
 
+class _Explode:
+    """A layer that passes its input through and, when told, raises in its forward or backward pass."""
+
+    def __init__(self) -> None:
+        self.fail_forward = False
+        self.fail_backward = False
+        self.started_before_failing: list[int] = []
+        self.parallel: Any = None
+
+    def parameters(self) -> list[Any]:
+        return []
+
+    def forward(self, x: Any) -> Any:
+        from corgi import Array
+
+        if self.fail_forward:
+            raise FloatingPointError("explode: the forward pass refused on purpose")
+
+        def backward(children: Any, tracked: Any, delta: Any) -> list[Any]:
+            if self.fail_backward:
+                # how many buckets this rank had sent when its pass failed
+                self.started_before_failing.append(self.parallel._reducer.started)
+                raise FloatingPointError("explode: the backward pass refused on purpose")
+            return [delta]
+
+        return Array.op([x], lambda xs: xs[0] * 1.0, backward, name="explode")
+
+
+def fail(args: argparse.Namespace) -> dict[str, Any]:
+    """A rank's backward pass (step 2) or forward pass (step 4) raises; every rank fails that step, then goes on."""
+    from corgi import activation, cost, initializer
+    from corgi.distributed import DataParallel
+    from corgi.distributed.buckets import StepFailed
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import Momentum
+
+    _workers(args)
+    he = initializer.make_he(rng=5)
+    explode = _Explode()
+    model = Model([Dense(64, 24, he, activation.make_tanh()), explode, Dense(24, 10, he)], Momentum(0.05),
+                  cost.make_softmax_cross_entropy())
+    # one bucket per parameter: the last layer's two buckets go out before the explode layer's backward runs
+    parallel = DataParallel(model, bucket_bytes=1, abort_on_error=False)
+    explode.parallel = parallel
+    rank, size = parallel.rank, parallel.size
+    x, y = _data(60, "float64")
+    outcomes = []
+    for step in range(7):
+        part = np.array_split(np.arange(20 * step, 20 * step + 20) % 60, size)[rank]
+        explode.fail_backward = step == 2 and rank == size - 1
+        explode.fail_forward = step == 4 and rank == 0
+        before = parallel.digest()
+        try:
+            loss = parallel.step(x[part], y[part])
+        except (FloatingPointError, StepFailed) as error:
+            outcomes.append({
+                "step": step, "error": type(error).__name__, "message": str(error),
+                "failed_rank": getattr(error, "rank", None),
+                "unchanged": parallel.digest() == before,
+                "gradients": [p.gradient() is not None for p in parallel.parameters()],
+                "busy": parallel._reducer.busy,
+            })
+        else:
+            outcomes.append({"step": step, "loss": loss})
+    return {"rank": rank, "outcomes": outcomes, "digest": parallel.digest(),
+            "started_before_failing": explode.started_before_failing,
+            "buckets": len(parallel._reducer.buckets)}
+
+
+def threads(args: argparse.Namespace) -> dict[str, Any]:
+    """Wide steps whose gradients are finished (and their buckets sent) by engine workers."""
+    import threading
+
+    from mpi4py import MPI
+
+    import corgi.engine
+    from corgi import Array, arr
+    from corgi.distributed import DataParallel
+    from corgi.optimizer import GradientDescent
+
+    _workers(args)
+    pooled = corgi.engine.settings().workers > 0
+    corgi.engine.configure(handoff_cost=0)  # every queued node gets a worker's ticket
+    # With workers, the backward passes of branches 0 and 1 meet at a barrier: two threads must
+    # be inside the pass at once, so one branch's weight is finished, and its bucket sent, by a worker.
+    meeting = threading.Barrier(2, timeout=20)
+
+    def meet(branch: Any) -> Any:
+        def backward(children: Any, tracked: Any, delta: Any) -> list[Any]:
+            meeting.wait()
+            return [delta]
+
+        return Array.op([branch], lambda xs: xs[0] * 1.0, backward, name="meet")
+
+    rng = np.random.default_rng(3)
+    branches, inputs, width, batch = 4, 48, 64, 24
+    weights = [rng.standard_normal((inputs, width)) * 0.2 for _ in range(branches)]
+    x = rng.standard_normal((batch * 3, inputs))
+
+    def loss_of(parameters: list[Any], rows: np.ndarray, meeting: bool) -> Any:
+        data = Array(x[rows])
+        total = None
+        for index, weight in enumerate(parameters):
+            branch = (data @ weight).tanh()
+            if meeting and index < 2:
+                branch = meet(branch)
+            term = branch.sum(axis=None)
+            total = term if total is None else total + term
+        return total * arr(1.0 / len(rows))
+
+    # one bucket per weight, each started from the thread that finished its gradient
+    parallel = DataParallel([Array(w).tracked() for w in weights], optimizer=GradientDescent(0.05), bucket_bytes=1)
+    rank, size = parallel.rank, parallel.size
+    link = parallel._link
+    callers: set[str] = set()
+
+    def recorded(method: Any) -> Any:
+        def call(*arguments: Any, **options: Any) -> Any:
+            callers.add(threading.current_thread().name)
+            return method(*arguments, **options)
+        return call
+
+    link.Iallreduce = recorded(link.Iallreduce)
+    link.Ireduce = recorded(link.Ireduce)
+    reducer = parallel._reducer
+    finish = reducer.finish
+    during_pass = []
+
+    def counting_finish(extra: float = 0.0) -> None:
+        during_pass.append(reducer.started)  # buckets already sent when the pass returned
+        finish(extra)
+
+    reducer.finish = counting_finish
+    digests = [parallel.digest()]
+    for step in range(6):
+        rows = np.array_split(np.arange(batch) + batch * (step % 3), size)[rank]
+        parallel.backward_loss(loss_of(parallel.parameters(), rows, pooled), len(rows))
+        parallel.update()
+        digests.append(parallel.digest())
+    report: dict[str, Any] = {"rank": rank, "digests": digests, "callers": sorted(callers),
+                              "during_pass": during_pass, "buckets": len(reducer.buckets),
+                              "thread_level": MPI.Query_thread()}
+    if rank == 0:
+        corgi.engine.configure(workers=0)
+        single = [Array(w).tracked() for w in weights]
+        optimizer = GradientDescent(0.05)
+        for step in range(6):
+            rows = np.arange(batch) + batch * (step % 3)
+            loss_of(single, rows, False).backward()
+            single = optimizer.update(single)
+        report["parameter_error"] = max(
+            float(np.max(np.abs(a.numpy() - b.numpy()))) for a, b in zip(parallel.parameters(), single)
+        )
+    return report
+
+
+def _workers(args: argparse.Namespace) -> None:
+    """The engine's worker count, and threads switched as often as the interpreter can (concurrency tests)."""
+    if args.workers is not None:
+        import corgi.engine
+
+        corgi.engine.configure(workers=args.workers)
+        sys.setswitchinterval(1e-6)
+
+
 def _rank() -> int:
     from mpi4py import MPI
 
@@ -172,7 +339,8 @@ def _size() -> int:
     return size
 
 
-SCENARIOS = {"train": train, "disagree": disagree, "unused": unused, "abort": abort}
+SCENARIOS = {"train": train, "disagree": disagree, "unused": unused, "abort": abort, "fail": fail,
+             "threads": threads}
 
 
 def main(argv: list[str]) -> None:
@@ -184,7 +352,13 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--count", type=int, default=101)
     parser.add_argument("--batch", type=int, default=20)
     parser.add_argument("--epochs", type=int, default=2)
+    parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--thread-level", default=None, help="mpi4py.rc.thread_level before MPI starts")
     args = parser.parse_args(argv)
+    if args.thread_level is not None:
+        import mpi4py
+
+        mpi4py.rc.thread_level = args.thread_level
     report = SCENARIOS[args.scenario](args)
     (Path(args.out) / f"rank-{report['rank']}.json").write_text(json.dumps(report))
 

@@ -180,12 +180,13 @@ def corgi_peer(comm, args):
 
     # The exchange alone, on the gradients of one real backward pass, against the raw
     # Iallreduce of the same buckets (the same send buffers, preallocated receive buffers).
+    parallel._overlap = False
     parallel.forward(xa)
     parallel.backward(ta)
     parallel.synchronize()
 
     def exchange():
-        parallel._report()     # every gradient is final: fill and start the buckets
+        parallel._report()     # every gradient is final: fill and start the buckets, then the flags
         parallel.synchronize()  # wait for them; the averages become the gradients
 
     sends = [bucket.send for bucket in parallel._reducer.buckets]
@@ -201,14 +202,35 @@ def corgi_peer(comm, args):
 
     blocks = max(2, args.exchanges // 30)
     timed = interleaved(comm, {"exchange": exchange, "raw": raw, "counts": counts}, blocks, 30)
-    # and the floor's step against corgi's, alternating in the same processes
+    for parameter in model.parameters():
+        parameter.clear_gradient()
+
+    # Steps alternating in the same processes: corgi as it runs (each bucket sent from the backward
+    # pass's ready hook), corgi reporting every gradient after the pass, the same model's step with
+    # no exchange at all (what the exchange adds to a step), and the floor's.
+    def after_backward():
+        parallel._overlap = False
+        try:
+            step()
+        finally:
+            parallel._overlap = True
+
+    def local():
+        model.forward(xa)
+        model.backward(ta)
+        model.update()
+
     floor = floor_step(comm, args)
-    steps = interleaved(comm, {"corgi": step, "floor": floor}, max(2, args.repeats // 25), 25)
+    parallel._overlap = True
+    contenders = {"corgi": step, "after": after_backward, "local": local, "floor": floor}
+    steps = interleaved(comm, contenders, max(2, args.repeats // 25), 25)
     return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": last,
             "exchange_us": timed["exchange"][0] * 1e6, "raw_us": timed["raw"][0] * 1e6,
             "exchange_median_block_us": timed["exchange"][1] * 1e6, "raw_median_block_us": timed["raw"][1] * 1e6,
             "counts_us": timed["counts"][0] * 1e6,
             "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
+            "interleaved_after_ms": steps["after"][0] * 1e3, "interleaved_local_ms": steps["local"][0] * 1e3,
+            "interleaved_median_ms": {name: median * 1e3 for name, (_, median) in steps.items()},
             "buckets": [[slot.position for slot in b.slots] for b in parallel._reducer.buckets]}
 
 
