@@ -87,6 +87,7 @@ def disagree(args: argparse.Namespace) -> dict[str, Any]:
     """Ranks that wrap different models all get the same clear error, then can go on together."""
     from corgi import Array
     from corgi.distributed import DataParallel
+    from corgi.optimizer import Adam, Momentum
 
     rank = _rank()
     last = rank == _size() - 1
@@ -96,6 +97,7 @@ def disagree(args: argparse.Namespace) -> dict[str, Any]:
         lambda: DataParallel(_model(0, "float32" if last else "float64")),
         lambda: DataParallel(_model(0, "float64"), bucket_bytes=4096 if last else 8192),
         lambda: DataParallel([Array([1.0]).tracked()] * (2 if last else 3)),
+        lambda: DataParallel([Array([1.0]).tracked()], optimizer=Adam() if last else Momentum(0.1)),
     ]
     for attempt in attempts:
         try:
@@ -316,6 +318,58 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def optimizer(args: argparse.Namespace) -> dict[str, Any]:
+    """Rank 0's optimizer state and settings reach every rank at the wrap, through a checkpoint, and a failed load changes nothing."""
+    from corgi import activation, cost, initializer
+    from corgi.distributed import DataParallel
+    from corgi.distributed.state import model_digest, optimizer_layout
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import Adam
+
+    rank = _rank()
+
+    def make(seed: int, rate: float) -> Any:
+        he = initializer.make_he(rng=seed)
+        return Model([Dense(64, 12, he, activation.make_relu()), Dense(12, 10, he)], Adam(rate),
+                     cost.make_softmax_cross_entropy())
+
+    x, y = _data(40, "float64")
+    model = make(rank, 0.01 if rank == 0 else 0.5)
+    if rank == 0:  # rank 0 alone has trained: it has moments and step counts, the others none
+        for start in (0, 20):
+            model.forward(x[start:start + 20])
+            model.backward(y[start:start + 20])
+            model.update()
+    parallel = DataParallel(model)
+    size = parallel.size
+    report: dict[str, Any] = {"rank": rank, "wrapped": model_digest(model), "layout": repr(optimizer_layout(model.optimizer))}
+    part = np.array_split(np.arange(40), size)[rank]
+    for _ in range(3):
+        parallel.step(x[part], y[part])
+    report["trained"] = model_digest(model)
+    path = Path(args.out) / "adam.npz"
+    parallel.save(path)
+    copy = DataParallel(make(50 + rank, 0.2))
+    copy.load(path)
+    report["loaded"] = model_digest(copy.model)
+    for _ in range(2):
+        parallel.step(x[part], y[part])
+        copy.step(x[part], y[part])
+    report["continued"], report["copy_continued"] = model_digest(model), model_digest(copy.model)
+    # the last rank's file differs: every rank refuses, and keeps its whole state
+    other = Path(args.out) / f"other-{rank}.npz"
+    (make(7, 0.1) if rank == size - 1 else copy.model).save(other)
+    before = model_digest(copy.model)
+    try:
+        copy.load(other)
+        report["refused"] = None
+    except ValueError as error:
+        report["refused"] = str(error).replace(str(other), "<file>")
+    report["kept"] = model_digest(copy.model) == before
+    return report
+
+
 def _workers(args: argparse.Namespace) -> None:
     """The engine's worker count, and threads switched as often as the interpreter can (concurrency tests)."""
     if args.workers is not None:
@@ -340,7 +394,7 @@ def _size() -> int:
 
 
 SCENARIOS = {"train": train, "disagree": disagree, "unused": unused, "abort": abort, "fail": fail,
-             "threads": threads}
+             "threads": threads, "optimizer": optimizer}
 
 
 def main(argv: list[str]) -> None:

@@ -149,10 +149,11 @@ def test_ranks_that_wrap_different_models_all_get_the_first_difference(mpiexec, 
         f"DataParallel: the ranks disagree: parameter 0 ('0.weights') has dtype float64 on rank 0 but float32 on {others}",
         f"DataParallel: the ranks disagree: bucket_bytes is 8192 on rank 0 but 4096 on {others}",
         f"DataParallel: the ranks disagree: rank 0 has 3 parameters but {others} has 2",
+        f"DataParallel: the ranks disagree: optimizer is 'Momentum' on rank 0 but 'Adam' on {others}",
     ]
     for report in found:
         assert report["errors"] == expected
-    # after four refused wraps the ranks are still in step: the fifth works and broadcasts rank 0's parameters
+    # after five refused wraps the ranks are still in step: the fifth works and broadcasts rank 0's parameters
     assert len({report["digest"] for report in found}) == 1
 
 
@@ -239,6 +240,21 @@ def test_a_pass_that_fails_on_one_rank_fails_the_step_everywhere_and_training_go
     assert len(started) == 1 and started[0] <= found[last]["buckets"]
     if workers == 0:  # the order of a serial pass: the last layer's two buckets were out before the failure
         assert started == [2]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_rank_0s_optimizer_state_reaches_every_rank_at_the_wrap_and_through_checkpoints(mpiexec, tmp_path, ranks):
+    found = reports(mpiexec, ranks, "optimizer", tmp_path)
+    for report in found:
+        # rank 0 alone had trained (Adam moments, step 2, learning rate 0.01; the others 0.5 and no state)
+        assert "'step': 2" in report["layout"] and "'learning_rate': 0.01" in report["layout"]
+        for key in ("wrapped", "trained", "loaded", "continued"):
+            assert report[key] == found[0][key]  # parameters, moments, steps and settings alike everywhere
+        assert report["loaded"] == report["trained"]  # the checkpoint holds it all
+        assert report["copy_continued"] == report["continued"]  # a resumed copy trains on bitwise alike
+        assert report["refused"] == f"DataParallel.load: ranks [{ranks - 1}] read other values from <file> than rank 0 (is it the same file on every node?)"
+        assert report["kept"]  # every rank kept its whole state, the ranks that had loaded included
 
 
 @pytest.mark.timeout(120)

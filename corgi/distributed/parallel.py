@@ -37,7 +37,7 @@ from ..optimizer import Optimizer
 from .buckets import REDUCTIONS, Reducer, StepFailed
 from .comm import Comm, Request, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
-from .state import broadcast_parameters, digest, load_everywhere, save_on_root
+from .state import broadcast_optimizer, broadcast_parameters, digest, load_everywhere, save_on_root
 
 # Two buckets for the 784-256-10 MLP (its 11 kB of small gradients, then the 803 kB weight
 # matrix on its own, sent without a copy); see docs/distributed.md for the measurements.
@@ -120,7 +120,9 @@ class DataParallel:
         if abort_on_error:
             install_abort_hook(self._link)
         parameters = [parameter for _, parameter in named]
-        signature = Signature.of(named, bucket_bytes=bucket_bytes, reduction=reduction)
+        stepper = self.model.optimizer if self.model is not None else optimizer
+        kind = None if stepper is None else type(stepper).__name__
+        signature = Signature.of(named, bucket_bytes=bucket_bytes, reduction=reduction, optimizer=kind)
         problem = first_difference(self._link.allgather(signature))
         if problem:
             raise ValueError(f"{where}: the ranks disagree: {problem}")
@@ -136,6 +138,7 @@ class DataParallel:
         # at once, as one process does: nothing to overlap there; the benchmark compares the two).
         self._overlap = self._link.size > 1
         self._install(broadcast_parameters(self._link, parameters))
+        broadcast_optimizer(self._link, stepper, self.parameters(), where)
 
     def __repr__(self) -> str:
         what = repr(self.model) if self.model is not None else f"{len(self._parameters)} parameters"
