@@ -370,6 +370,48 @@ def optimizer(args: argparse.Namespace) -> dict[str, Any]:
     return report
 
 
+def cli(args: argparse.Namespace) -> dict[str, Any]:
+    """``corgi.train``'s main on every rank, each rank's output captured, and the model it trained hashed.
+
+    With ``--fail-step k`` the last rank raises in its k-th training step.
+    """
+    import contextlib
+    import io
+    import shlex
+
+    import corgi.distributed
+    from corgi.distributed.state import digest, model_digest
+    from corgi.train import cli as train_cli
+
+    made: list[Any] = []
+    original = corgi.distributed.DataParallel
+    rank, size = _rank(), _size()
+
+    class Recorded(original):  # type: ignore[misc, valid-type]
+        def __init__(self, *arguments: Any, **options: Any) -> None:
+            super().__init__(*arguments, **options)
+            made.append(self)
+            self.steps = 0
+
+        def step(self, input: Any, target: Any) -> float:
+            self.steps += 1
+            if self.steps == args.fail_step and rank == size - 1:
+                (Path(args.out) / "raised").write_text(repr(time.time()))
+                raise RuntimeError("corgi.train's step fails on purpose")
+            return float(super().step(input, target))
+
+    corgi.distributed.DataParallel = Recorded
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        status = train_cli.main(shlex.split(args.argv))
+    report: dict[str, Any] = {"rank": rank, "status": status, "stdout": out.getvalue(), "stderr": err.getvalue()}
+    if made:
+        report["parameters"] = digest(made[0].parameters())
+        report["state"] = model_digest(made[0].model)
+        report["steps"] = made[0].steps
+    return report
+
+
 def _workers(args: argparse.Namespace) -> None:
     """The engine's worker count, and threads switched as often as the interpreter can (concurrency tests)."""
     if args.workers is not None:
@@ -394,7 +436,7 @@ def _size() -> int:
 
 
 SCENARIOS = {"train": train, "disagree": disagree, "unused": unused, "abort": abort, "fail": fail,
-             "threads": threads, "optimizer": optimizer}
+             "threads": threads, "optimizer": optimizer, "cli": cli}
 
 
 def main(argv: list[str]) -> None:
@@ -408,6 +450,8 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--epochs", type=int, default=2)
     parser.add_argument("--workers", type=int, default=None)
     parser.add_argument("--thread-level", default=None, help="mpi4py.rc.thread_level before MPI starts")
+    parser.add_argument("--argv", default="", help="corgi.train's command line (cli)")
+    parser.add_argument("--fail-step", type=int, default=None)
     args = parser.parse_args(argv)
     if args.thread_level is not None:
         import mpi4py

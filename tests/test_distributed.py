@@ -60,6 +60,11 @@ def _environment() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def mpiexec() -> list[str]:
     """The mpiexec command line prefix, or a skip saying what is missing."""
+    return mpiexec_prefix()
+
+
+def mpiexec_prefix() -> list[str]:
+    """The mpiexec command line prefix, or a skip saying what is missing (for the fixtures)."""
     if importlib.util.find_spec("mpi4py") is None:
         pytest.skip("mpi4py is not installed (pip install '.[mpi]': mpi4py and mpich)")
     launcher = _find_mpiexec()

@@ -11,9 +11,9 @@ from .shape import concatenate, split, stack
 
 __all__ = [
     "COMPOSED",
-    "GradientWatch",
     "PRIMITIVES",
     "Array",
+    "GradientWatch",
     "allclose",
     "arr",
     "concatenate",

@@ -25,7 +25,7 @@ gradients, and no request is left in flight.
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
@@ -539,8 +539,8 @@ class DataParallel:
 
     # -- checkpoints ------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Rank 0 writes the model (``Model.save``); every rank returns once the file is complete.
+    def save(self, path: Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Rank 0 writes the model and ``extra`` (``Model.save``, atomic); every rank returns once the file is complete.
 
         Collective. If rank 0 cannot write, every rank raises (rank 0 its own
         error, the others a RuntimeError quoting it).
@@ -560,7 +560,7 @@ class DataParallel:
         >>> copy.digest() == DataParallel(make(0), LocalComm()).digest()
         True
         """
-        save_on_root(self._link, self._model("save"), path, "DataParallel.save")
+        save_on_root(self._link, self._model("save"), path, "DataParallel.save", extra)
 
     def load(self, path: Path) -> None:
         """Every rank reads the model from ``path`` (``Model.load``); all or nothing, collective.

@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path as _Path
 from typing import Any, Union
 
@@ -192,8 +192,8 @@ def model_digest(model: Model) -> str:
     return hash.hexdigest()
 
 
-def save_on_root(link: Transport, model: Model, path: Path, where: str) -> None:
-    """Rank 0 runs ``model.save(path)``; every rank returns once it has, or raises if it failed.
+def save_on_root(link: Transport, model: Model, path: Path, where: str, extra: Mapping[str, Any] | None = None) -> None:
+    """Rank 0 runs ``model.save(path, extra)``; every rank returns once it has, or raises if it failed.
 
     >>> import tempfile, pathlib
     >>> from corgi import cost, initializer
@@ -210,7 +210,7 @@ def save_on_root(link: Transport, model: Model, path: Path, where: str) -> None:
     message = None
     if link.rank == 0:
         try:
-            model.save(path)
+            model.save(path, extra=extra)
         except Exception as error:  # noqa: BLE001 - any failure must reach every rank, or they hang
             failure, message = error, f"{type(error).__name__}: {error}"
     # the broadcast is the barrier: no rank goes on (to read the file) before it is written
