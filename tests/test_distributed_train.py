@@ -141,3 +141,36 @@ def test_the_documented_command_lines_train_data_parallel(mpiexec, tmp_path, run
     bad = _launch(mpiexec, 2, runner, [*argv, "--epochs", "0"], tmp_path)
     assert bad.returncode == 2
     assert bad.stderr.count("argument --epochs: expected a whole number >= 1, got '0'") == 1
+
+
+# -- in this process: telling a launch from a single process -------------------------------------
+
+
+def test_a_launch_of_several_ranks_without_mpi4py_refuses_to_train_alone(monkeypatch, capsys):
+    from corgi.distributed import world
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)  # as if it were not installed
+    monkeypatch.setenv("PMI_SIZE", "2")
+    monkeypatch.setenv("PMI_RANK", "1")
+    with pytest.raises(RuntimeError, match=r"world: this process was started by an MPI launcher \(2 ranks\) but "
+                                           r"cannot use MPI: corgi.distributed needs mpi4py"):
+        world()
+    with pytest.raises(SystemExit) as stop:
+        main([*COMMON, "--max-steps", "1"])
+    assert stop.value.code == 2
+    said = capsys.readouterr().err
+    assert said.startswith("corgi-train: this process was started by an MPI launcher (2 ranks) but cannot use MPI")
+    assert "[mpi]' (mpi4py and the mpich wheel)" in said  # the extra to install, under corgi's own name
+    monkeypatch.setenv("PMI_SIZE", "1")  # a launch of one rank is a single process
+    assert world() is None
+
+
+def test_a_plain_process_is_a_single_process_and_mpi_is_not_started(monkeypatch):
+    from corgi.distributed import launched, world
+
+    for name in ("PMI_SIZE", "PMI_RANK", "OMPI_COMM_WORLD_SIZE", "PMIX_RANK", "MPI_LOCALNRANKS"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.delitem(sys.modules, "mpi4py.MPI", raising=False)
+    assert launched() is None and world() is None
+    assert "mpi4py.MPI" not in sys.modules
+    assert launched({"OMPI_COMM_WORLD_SIZE": "3"}) == 3 and launched({"MPI_LOCALNRANKS": "2"}) == 0

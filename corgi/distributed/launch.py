@@ -20,8 +20,8 @@ from typing import Any
 from .comm import _import_mpi
 
 # The variables a launcher sets in each rank's environment; those that hold the rank count come first.
-SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "MPI_LOCALNRANKS")
-RANK_VARIABLES = ("PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK")
+SIZE_VARIABLES = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE")
+RANK_VARIABLES = ("PMIX_RANK", "PMI_RANK", "OMPI_COMM_WORLD_RANK", "MPI_LOCALNRANKS")  # (the last: this node's count)
 
 
 def launched(environment: Mapping[str, str] | None = None) -> int | None:

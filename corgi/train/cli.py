@@ -264,7 +264,7 @@ def _world() -> Any:
     try:
         return world("corgi-train")
     except (RuntimeError, ValueError) as error:
-        print(f"corgi-train: {error}", file=sys.stderr)
+        print(error if str(error).startswith("corgi-train") else f"corgi-train: {error}", file=sys.stderr)
         raise SystemExit(2) from None
 
 
