@@ -10,7 +10,8 @@ model's cost of one input and target as ``f``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -109,7 +110,7 @@ def gradcheck_model(
 def _check(
     f: Callable[..., Array],
     inputs: Sequence[Array],
-    names: Optional[Sequence[str]],
+    names: Sequence[str] | None,
     eps: float,
     rtol: float,
     atol: float,

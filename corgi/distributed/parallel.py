@@ -299,7 +299,7 @@ class DataParallel:
             raise ValueError("DataParallel.backward: no step under way; call forward(input) first")
         try:
             if model.cost is None:
-                raise ValueError("DataParallel.backward: the model has no cost; build it as Model(layers, optimizer, cost)")
+                raise ValueError("DataParallel.backward: the model has no cost; use backward_loss(loss, count)")
             loss = model.cost(model.output, target)
         except BaseException:
             self._abandon()
