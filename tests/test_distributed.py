@@ -296,6 +296,20 @@ def test_benchmark_f_runs_and_corgi_computes_what_the_numpy_floor_does(mpiexec, 
     assert losses["corgi"][1] < losses["corgi"][0]
 
 
+@pytest.mark.timeout(120)
+def test_benchmark_f_deep_peer_times_the_three_steps_of_a_six_bucket_network(mpiexec):
+    command = [*mpiexec, "-n", "2", sys.executable, "-m", "benchmarks.workloads.dataparallel", "deep",
+               "--batch", "8", "--warmup", "1", "--repeats", "4"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          env=_environment(), cwd=ROOT)
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["status"] == "ok", record
+    results = record["results"]
+    # the three big weights each alone, the small gradients and the last weight packed, last first
+    assert results["buckets"] == [[7, 6, 5], [4], [3], [2], [1], [0]]
+    assert all(results[key] > 0 for key in ("during_ms", "after_ms", "local_ms"))
+
+
 # -- in one process -------------------------------------------------------------
 
 
