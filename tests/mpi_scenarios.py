@@ -401,6 +401,7 @@ def cli(args: argparse.Namespace) -> dict[str, Any]:
             return float(super().step(input, target))
 
     corgi.distributed.DataParallel = Recorded
+    sys.setswitchinterval(1e-6)  # threads switched as often as the interpreter can (--workers in argv)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         status = train_cli.main(shlex.split(args.argv))
