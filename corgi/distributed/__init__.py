@@ -28,10 +28,11 @@ it, and ``LocalComm()`` runs everything in one process without MPI.
 True
 """
 
+from .buckets import StepFailed
 from .comm import LocalComm, install_abort_hook
 from .launch import launched, world
 from .parallel import DEFAULT_BUCKET_BYTES, DataParallel
 from .sampler import ShardedSampler
 
-__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "LocalComm", "ShardedSampler", "install_abort_hook", "launched",
-           "world"]
+__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "LocalComm", "ShardedSampler", "StepFailed", "install_abort_hook",
+           "launched", "world"]
