@@ -304,6 +304,16 @@ def table_f(recs):
             goals.append(f"raw allreduce row: {num(res(raw_row, 'allreduce_us'))} us for the buckets")
         if goals:
             out += ["; ".join(goals[:2]) + ".", ""]
+        medians = res(corgi2, "interleaved_median_ms") if ok(corgi2) else None
+        if medians and res(corgi2, "interleaved_after_ms") is not None:
+            # the overlap's effect: the same 2-rank step with each bucket sent from the backward pass's
+            # ready hooks, with every gradient reported after the pass, and with no exchange at all
+            fastest = {"corgi": "interleaved_ms", "after": "interleaved_after_ms", "local": "interleaved_local_ms",
+                       "floor": "interleaved_floor_ms"}
+            names = {"corgi": "buckets sent during the backward pass", "after": "sent after it",
+                     "local": "no exchange (each rank alone)", "floor": "numpy floor"}
+            cells = [f"{names[key]} {num(res(corgi2, field))} ({num(medians.get(key))})" for key, field in fastest.items()]
+            out += ["2-rank steps alternating in one run, ms, fastest block (median block): " + "; ".join(cells) + ".", ""]
     return "\n".join(out).rstrip()
 
 

@@ -60,6 +60,11 @@ def _environment() -> dict[str, str]:
 @pytest.fixture(scope="module")
 def mpiexec() -> list[str]:
     """The mpiexec command line prefix, or a skip saying what is missing."""
+    return mpiexec_prefix()
+
+
+def mpiexec_prefix() -> list[str]:
+    """The mpiexec command line prefix, or a skip saying what is missing (for the fixtures)."""
     if importlib.util.find_spec("mpi4py") is None:
         pytest.skip("mpi4py is not installed (pip install '.[mpi]': mpi4py and mpich)")
     launcher = _find_mpiexec()
@@ -105,16 +110,17 @@ def reports(mpiexec: list[str], ranks: int, scenario: str, out: Path, *options: 
 
 @pytest.mark.timeout(120)
 @pytest.mark.parametrize(
-    ("ranks", "dtype", "reduction", "count"),
+    ("ranks", "dtype", "reduction", "count", "workers"),
     [
-        (2, "float64", "allreduce", 101),  # last batch of 1: rank 1 has none of it
-        (3, "float64", "reduce-broadcast", 103),  # batches of 20 split 7, 7, 6; last of 3 split 1, 1, 1
-        (3, "float32", "allreduce", 101),  # last batch of 1: ranks 1 and 2 skip
+        (2, "float64", "allreduce", 101, 0),  # last batch of 1: rank 1 has none of it
+        (2, "float64", "allreduce", 101, 2),  # buckets sent from the engine's worker threads
+        (3, "float64", "reduce-broadcast", 103, 1),  # batches of 20 split 7, 7, 6; last of 3 split 1, 1, 1
+        (3, "float32", "allreduce", 101, 0),  # last batch of 1: ranks 1 and 2 skip
     ],
 )
-def test_ranks_stay_identical_and_match_one_process(mpiexec, tmp_path, ranks, dtype, reduction, count):
+def test_ranks_stay_identical_and_match_one_process(mpiexec, tmp_path, ranks, dtype, reduction, count, workers):
     found = reports(mpiexec, ranks, "train", tmp_path, "--dtype", dtype, "--reduction", reduction,
-                    "--count", str(count), "--batch", "20", "--epochs", "2")
+                    "--count", str(count), "--batch", "20", "--epochs", "2", "--workers", str(workers))
     steps = 2 * -(-count // 20)
     # every rank began from its own random parameters; after the wrap and after every step, all are bitwise equal
     digests = [report["digests"] for report in found]
@@ -148,10 +154,11 @@ def test_ranks_that_wrap_different_models_all_get_the_first_difference(mpiexec, 
         f"DataParallel: the ranks disagree: parameter 0 ('0.weights') has dtype float64 on rank 0 but float32 on {others}",
         f"DataParallel: the ranks disagree: bucket_bytes is 8192 on rank 0 but 4096 on {others}",
         f"DataParallel: the ranks disagree: rank 0 has 3 parameters but {others} has 2",
+        f"DataParallel: the ranks disagree: optimizer is 'Momentum' on rank 0 but 'Adam' on {others}",
     ]
     for report in found:
         assert report["errors"] == expected
-    # after four refused wraps the ranks are still in step: the fifth works and broadcasts rank 0's parameters
+    # after five refused wraps the ranks are still in step: the fifth works and broadcasts rank 0's parameters
     assert len({report["digest"] for report in found}) == 1
 
 
@@ -192,6 +199,70 @@ def test_a_rank_that_raises_ends_every_rank_within_seconds(mpiexec, tmp_path, ra
 
 
 @pytest.mark.timeout(120)
+@pytest.mark.parametrize(("ranks", "workers", "level"), [
+    (2, 0, "multiple"), (2, 1, "multiple"), (2, 2, "multiple"), (3, 2, "multiple"), (2, 2, "funneled"), (3, 1, "serialized"),
+])
+def test_buckets_go_out_during_the_pass_from_the_threads_that_finish_them(mpiexec, tmp_path, ranks, workers, level):
+    found = reports(mpiexec, ranks, "threads", tmp_path, "--workers", str(workers), "--thread-level", level)
+    levels = {"serialized": 2, "funneled": 1, "multiple": 3}  # MPI_THREAD_*, as MPICH gives them
+    for report in found:
+        assert report["thread_level"] == levels[level]
+        assert report["digests"] == found[0]["digests"]  # bitwise identical on every rank, after every step
+        workers_called = [name for name in report["callers"] if name.startswith("corgi-worker")]
+        if level == "funneled":
+            # MPI calls only from the main thread: a bucket finished on a worker waits for the pass to end
+            assert report["callers"] == ["MainThread"]
+        else:
+            # every bucket started before backward() returned, each from the thread that finished it
+            assert report["during_pass"] == [report["buckets"]] * 6
+            assert bool(workers_called) == (workers > 0)
+    assert len(set(found[0]["digests"])) == 7
+    assert found[0]["parameter_error"] < 1e-12  # one process, workers=0, the same global batches
+
+
+@pytest.mark.timeout(180)
+@pytest.mark.parametrize(("ranks", "workers"), [(2, 0), (2, 1), (2, 2), (3, 0), (3, 2)])
+def test_a_pass_that_fails_on_one_rank_fails_the_step_everywhere_and_training_goes_on(mpiexec, tmp_path, ranks, workers):
+    found = reports(mpiexec, ranks, "fail", tmp_path, "--workers", str(workers))
+    last = ranks - 1
+    for report in found:
+        failed = {outcome["step"]: outcome for outcome in report["outcomes"] if "error" in outcome}
+        assert sorted(failed) == [2, 4]  # every other step trained
+        # step 2: the last rank's backward pass raised, after some of its buckets had gone out
+        own = "FloatingPointError" if report["rank"] == last else "StepFailed"
+        assert failed[2]["error"] == own
+        if own == "StepFailed":
+            assert failed[2]["failed_rank"] == last
+            assert failed[2]["message"] == f"DataParallel: rank {last}'s step failed, so no rank changed its parameters or gradients"
+        # step 4: rank 0's forward pass raised
+        assert failed[4]["error"] == ("FloatingPointError" if report["rank"] == 0 else "StepFailed")
+        for outcome in failed.values():
+            assert outcome["unchanged"] and not any(outcome["gradients"]) and not outcome["busy"]
+        losses = [outcome["loss"] for outcome in report["outcomes"] if "loss" in outcome]
+        assert losses == [outcome["loss"] for outcome in found[0]["outcomes"] if "loss" in outcome]
+    assert len({report["digest"] for report in found}) == 1
+    started = found[last]["started_before_failing"]
+    assert len(started) == 1 and started[0] <= found[last]["buckets"]
+    if workers == 0:  # the order of a serial pass: the last layer's two buckets were out before the failure
+        assert started == [2]
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("ranks", [2, 3])
+def test_rank_0s_optimizer_state_reaches_every_rank_at_the_wrap_and_through_checkpoints(mpiexec, tmp_path, ranks):
+    found = reports(mpiexec, ranks, "optimizer", tmp_path)
+    for report in found:
+        # rank 0 alone had trained (Adam moments, step 2, learning rate 0.01; the others 0.5 and no state)
+        assert "'step': 2" in report["layout"] and "'learning_rate': 0.01" in report["layout"]
+        for key in ("wrapped", "trained", "loaded", "continued"):
+            assert report[key] == found[0][key]  # parameters, moments, steps and settings alike everywhere
+        assert report["loaded"] == report["trained"]  # the checkpoint holds it all
+        assert report["copy_continued"] == report["continued"]  # a resumed copy trains on bitwise alike
+        assert report["refused"] == f"DataParallel.load: ranks [{ranks - 1}] read other values from <file> than rank 0 (is it the same file on every node?)"
+        assert report["kept"]  # every rank kept its whole state, the ranks that had loaded included
+
+
+@pytest.mark.timeout(120)
 def test_the_script_in_docs_distributed_trains_under_mpiexec(mpiexec, tmp_path):
     ranks = 2  # three ranks on this 2-core machine take 5 s here; the uneven splits are tested above
     text = (ROOT / "docs" / "distributed.md").read_text()
@@ -223,6 +294,20 @@ def test_benchmark_f_runs_and_corgi_computes_what_the_numpy_floor_does(mpiexec, 
         losses[peer] = (record["results"]["first_loss"], record["results"]["last_loss"])
     np.testing.assert_allclose(losses["corgi"], losses["numpy"], rtol=1e-5)
     assert losses["corgi"][1] < losses["corgi"][0]
+
+
+@pytest.mark.timeout(120)
+def test_benchmark_f_deep_peer_times_the_three_steps_of_a_six_bucket_network(mpiexec):
+    command = [*mpiexec, "-n", "2", sys.executable, "-m", "benchmarks.workloads.dataparallel", "deep",
+               "--batch", "8", "--warmup", "1", "--repeats", "4"]
+    done = subprocess.run(command, check=False, capture_output=True, text=True, timeout=RUN_TIMEOUT,
+                          env=_environment(), cwd=ROOT)
+    record = json.loads(done.stdout.strip().splitlines()[-1])
+    assert record["status"] == "ok", record
+    results = record["results"]
+    # the three big weights each alone, the small gradients and the last weight packed, last first
+    assert results["buckets"] == [[7, 6, 5], [4], [3], [2], [1], [0]]
+    assert all(results[key] > 0 for key in ("during_ms", "after_ms", "local_ms"))
 
 
 # -- in one process -------------------------------------------------------------
@@ -343,6 +428,7 @@ def test_reducer_sends_a_lone_row_major_gradient_without_a_copy_and_anything_els
     reducer.gradient_ready(0, column_major)
     assert reducer.buckets[1].source is reducer.buckets[1].send  # copied in row-major order
     assert not np.shares_memory(reducer.buckets[1].send, column_major)
+    reducer.finish()
     (first, second), _ = reducer.wait()
     assert first.tolist() == column_major.tolist() and second.tolist() == alone.tolist()
     assert not first.flags.writeable and not second.flags.writeable
@@ -362,7 +448,9 @@ def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     reducer.gradient_ready(1, np.zeros(2))
     assert started == []
     reducer.gradient_ready(2, np.zeros(3))
-    assert started == [3, 2, 1, 4]  # buckets 0, 1, 2, then the three use flags and the extra number
+    assert started == [3, 2, 1]  # buckets 0, 1, 2
+    reducer.finish()
+    assert started == [3, 2, 1, 6]  # then the three use flags, the extra number and the two failure marks
     gradients, extra = reducer.wait()
     assert [g.tolist() for g in gradients] == [[0.0], [0.0, 0.0], [0.0, 0.0, 0.0]] and extra == 0.0
 
@@ -409,9 +497,11 @@ def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_o
         gradients = [np.full(shape, float(position)) for position, shape in enumerate(shapes)]
         assert _report_from_threads(reducer, gradients, rng.permutation(len(shapes)), threads) == []
         assert len(reducer.buckets) > 5
-        # each bucket started once, in index order, then the use flags
-        assert len(comm.started) == len(reducer.buckets) + 1
+        # each bucket started once, in index order
+        assert len(comm.started) == len(reducer.buckets)
         assert all(receive is bucket.receive for receive, bucket in zip(comm.started, reducer.buckets))
+        reducer.finish()
+        assert len(comm.started) == len(reducer.buckets) + 1  # then the use flags
         summed, _ = reducer.wait()
         for position, gradient in enumerate(summed):
             if position % 7 == 3:
@@ -538,8 +628,14 @@ def test_data_parallel_refuses_what_it_cannot_train():
     with pytest.raises(ValueError, match="the input holds no example; call skip"):
         parallel.forward(np.zeros((0, 2)))
     parallel.forward(np.ones((3, 2)))
+    before = parallel.digest()
     with pytest.raises(ValueError, match="count is 2, but forward\\(\\) saw 3 examples"):
         parallel.backward_loss(parallel.parameters()[1] * 1.0, 2)
+    # an error once the step has started ends the step (on every rank): nothing changed, a new one can start
+    assert parallel.digest() == before and all(p.gradient() is None for p in parallel.parameters())
+    with pytest.raises(ValueError, match="no step under way"):
+        parallel.backward(np.zeros((3, 1)))
+    parallel.forward(np.ones((3, 2)))
     parallel.backward(np.zeros((3, 1)))
     parallel.update()
     with pytest.raises(ValueError, match="loss must hold one value"):

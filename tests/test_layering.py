@@ -16,6 +16,8 @@ must obey, and a new module must be given a layer here.
 from __future__ import annotations
 
 import ast
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -132,15 +134,33 @@ def test_corgi_obeys_the_layering():
     assert violations(PACKAGE) == []
 
 
-def test_only_distributed_imports_mpi4py_and_nothing_imports_distributed():
-    # ``import corgi`` must never need MPI: no other module may import mpi4py or corgi.distributed.
+def test_only_distributed_imports_mpi4py_and_only_train_imports_distributed():
+    # ``import corgi`` must never need MPI: no other module may import mpi4py, and none but
+    # corgi.train (which trains data-parallel when an MPI launcher started it) corgi.distributed.
     for path in sorted(PACKAGE.rglob("*.py")):
         name = module_name(path, PACKAGE)
         if owner(name) == "corgi.distributed":
             continue
         for line, target in imports(path, PACKAGE):
             assert target.split(".")[0] != "mpi4py", f"{name}:{line} imports {target}"
-            assert owner(target) != "corgi.distributed", f"{name}:{line} imports {target}"
+            if owner(name) != "corgi.train":
+                assert owner(target) != "corgi.distributed", f"{name}:{line} imports {target}"
+
+
+def test_importing_corgi_or_running_corgi_train_alone_loads_neither_distributed_nor_mpi4py():
+    # corgi.train imports corgi.distributed only inside main, and that imports mpi4py only under a launcher
+    code = (
+        "import sys, corgi, corgi.train\n"
+        "loaded = sorted(name for name in sys.modules if name.startswith(('corgi.distributed', 'mpi4py')))\n"
+        "assert loaded == [], loaded\n"
+        "corgi.train.main(['--dataset', 'digits', '--epochs', '1', '--max-steps', '1', '--workers', '0'])\n"
+        "assert 'mpi4py' not in sys.modules\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if not key.startswith(("PMI", "OMPI_", "MPI_"))}
+    done = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True, timeout=120,
+                          cwd=ROOT, env=environment)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("held-out accuracy: 0.")
 
 
 def test_the_rules_cover_the_modules_style_md_names():

@@ -17,6 +17,11 @@ share of it. Peers:
   of the same network and cost (softmax cross-entropy on the logits), plain
   SGD; ``step(x, y)``. Also times its gradient exchange alone: from
   "every gradient is final" to "every parameter holds the average".
+- ``deep``: the overlap where it can matter: corgi's 2-rank step on a deeper
+  MLP, 784-1024-1024-1024-10 (2.9 M parameters, 11.6 MB in float32: four
+  buckets, the three big weights each alone), with each bucket sent from the
+  backward pass's ready hooks against every gradient reported after the
+  pass, alternating in the same processes, and the step with no exchange.
 - ``allreduce``: the raw cost of the same buckets' ``Iallreduce`` (into
   preallocated buffers), and of one blocking ``Allreduce`` of all gradients
   in one flat buffer, as measured in issue 13.
@@ -29,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import itertools
 import json
 import os
 import statistics
@@ -40,7 +46,7 @@ import numpy as np
 
 from benchmarks.workloads import common
 
-PEERS = ("numpy", "corgi", "allreduce")
+PEERS = ("numpy", "corgi", "allreduce", "deep")
 
 
 def parse(argv):
@@ -180,12 +186,13 @@ def corgi_peer(comm, args):
 
     # The exchange alone, on the gradients of one real backward pass, against the raw
     # Iallreduce of the same buckets (the same send buffers, preallocated receive buffers).
+    parallel._overlap = False
     parallel.forward(xa)
     parallel.backward(ta)
     parallel.synchronize()
 
     def exchange():
-        parallel._report()     # every gradient is final: fill and start the buckets
+        parallel._report()     # every gradient is final: fill and start the buckets, then the flags
         parallel.synchronize()  # wait for them; the averages become the gradients
 
     sends = [bucket.send for bucket in parallel._reducer.buckets]
@@ -201,14 +208,35 @@ def corgi_peer(comm, args):
 
     blocks = max(2, args.exchanges // 30)
     timed = interleaved(comm, {"exchange": exchange, "raw": raw, "counts": counts}, blocks, 30)
-    # and the floor's step against corgi's, alternating in the same processes
+    for parameter in model.parameters():
+        parameter.clear_gradient()
+
+    # Steps alternating in the same processes: corgi as it runs (each bucket sent from the backward
+    # pass's ready hook), corgi reporting every gradient after the pass, the same model's step with
+    # no exchange at all (what the exchange adds to a step), and the floor's.
+    def after_backward():
+        parallel._overlap = False
+        try:
+            step()
+        finally:
+            parallel._overlap = True
+
+    def local():
+        model.forward(xa)
+        model.backward(ta)
+        model.update()
+
     floor = floor_step(comm, args)
-    steps = interleaved(comm, {"corgi": step, "floor": floor}, max(2, args.repeats // 25), 25)
+    parallel._overlap = True
+    contenders = {"corgi": step, "after": after_backward, "local": local, "floor": floor}
+    steps = interleaved(comm, contenders, max(2, args.repeats // 25), 25)
     return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": last,
             "exchange_us": timed["exchange"][0] * 1e6, "raw_us": timed["raw"][0] * 1e6,
             "exchange_median_block_us": timed["exchange"][1] * 1e6, "raw_median_block_us": timed["raw"][1] * 1e6,
             "counts_us": timed["counts"][0] * 1e6,
             "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
+            "interleaved_after_ms": steps["after"][0] * 1e3, "interleaved_local_ms": steps["local"][0] * 1e3,
+            "interleaved_median_ms": {name: median * 1e3 for name, (_, median) in steps.items()},
             "buckets": [[slot.position for slot in b.slots] for b in parallel._reducer.buckets]}
 
 
@@ -224,6 +252,56 @@ def _corgi_model(params, dtype):
                   GradientDescent(common.MLP_LR), cost.make_softmax_cross_entropy())
     model.set_parameters([Array(p, dtype=dtype).tracked() for p in params])
     return model
+
+
+# -- the overlap on a deeper network -------------------------------------------------
+
+
+DEEP = (784, 1024, 1024, 1024, 10)
+
+
+def deep_peer(comm, args):
+    import corgi.engine
+    from corgi import Array, activation, cost, initializer
+    from corgi.distributed import DataParallel
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import GradientDescent
+
+    corgi.engine.configure(workers=args.workers)
+    dtype = np.dtype(args.dtype).type
+    he = initializer.make_he(rng=0)
+    layers = [Dense(inputs, outputs, he, activation.make_relu(), dtype=args.dtype)
+              for inputs, outputs in itertools.pairwise(DEEP[:-1])]
+    model = Model([*layers, Dense(DEEP[-2], DEEP[-1], he, dtype=args.dtype)], GradientDescent(common.MLP_LR),
+                  cost.make_softmax_cross_entropy())
+    parallel = DataParallel(model, comm)
+    x, _, onehot, _ = common.mlp_data(np.dtype(args.dtype), args.batch)
+    part = np.array_split(np.arange(args.batch), comm.size)[comm.rank]
+    xa, ta = Array(x[part], dtype=dtype), Array(onehot[part], dtype=dtype)
+
+    def during():
+        parallel._overlap = True
+        parallel.step(xa, ta)
+
+    def after():
+        parallel._overlap = False
+        parallel.step(xa, ta)
+
+    def local():
+        model.forward(xa)
+        model.backward(ta)
+        model.update()
+
+    for _ in range(args.warmup):
+        during()
+        after()
+    repeats = max(4, args.repeats // 10)
+    steps = interleaved(comm, {"during": during, "after": after, "local": local}, max(4, repeats // 5), 5)
+    return {"during_ms": steps["during"][0] * 1e3, "after_ms": steps["after"][0] * 1e3,
+            "local_ms": steps["local"][0] * 1e3,
+            "median_block_ms": {name: median * 1e3 for name, (_, median) in steps.items()},
+            "buckets": [[slot.position for slot in b.slots] for b in parallel._reducer.buckets]}
 
 
 # -- the raw allreduce -------------------------------------------------------------
@@ -267,7 +345,7 @@ def main(argv=None):
     comm = MPI.COMM_WORLD
     record["ranks"] = comm.size
     try:
-        peer = {"numpy": numpy_peer, "corgi": corgi_peer, "allreduce": allreduce_peer}[args.peer]
+        peer = {"numpy": numpy_peer, "corgi": corgi_peer, "allreduce": allreduce_peer, "deep": deep_peer}[args.peer]
         gc.collect()
         record["results"] = peer(comm, args)
         record["status"] = "ok"

@@ -2,7 +2,7 @@
 
 from .core import Array, allclose, arr
 from .elementwise import maximum, minimum, where
-from .exchange import get_gradients, set_gradients
+from .exchange import GradientWatch, get_gradients, set_gradients, watch_gradients
 from .gradients import grad
 from .parameters import step_parameters
 from .recording import no_grad
@@ -13,6 +13,7 @@ __all__ = [
     "COMPOSED",
     "PRIMITIVES",
     "Array",
+    "GradientWatch",
     "allclose",
     "arr",
     "concatenate",
@@ -25,5 +26,6 @@ __all__ = [
     "split",
     "stack",
     "step_parameters",
+    "watch_gradients",
     "where",
 ]

@@ -4,8 +4,9 @@
 every rank wraps the same parameters, broadcasts rank 0's, averages the
 gradients across ranks in buckets with non-blocking allreduces, and keeps
 every rank's parameters bitwise identical. ``ShardedSampler`` gives each rank
-its disjoint share of the same shuffled global batches. Run a script with
-``mpiexec -n 4 python script.py``; see docs/distributed.md.
+its disjoint share of the same shuffled global batches. ``world()`` tells a
+program whether an MPI launcher started it as one of several ranks. Run a
+script with ``mpiexec -n 4 python script.py``; see docs/distributed.md.
 
 mpi4py is imported only when a communicator is needed (``pip install
 'corgi[mpi]'``): ``import corgi`` and ``import corgi.distributed`` never load
@@ -27,8 +28,11 @@ it, and ``LocalComm()`` runs everything in one process without MPI.
 True
 """
 
+from .buckets import StepFailed
 from .comm import LocalComm, install_abort_hook
+from .launch import launched, world
 from .parallel import DEFAULT_BUCKET_BYTES, DataParallel
 from .sampler import ShardedSampler
 
-__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "LocalComm", "ShardedSampler", "install_abort_hook"]
+__all__ = ["DEFAULT_BUCKET_BYTES", "DataParallel", "LocalComm", "ShardedSampler", "StepFailed", "install_abort_hook",
+           "launched", "world"]

@@ -17,12 +17,23 @@ each step, whose pieces become the parameters' averaged gradients. A new
 array, because gradients are values and values never change; receiving into
 a reused buffer would cost a copy of every gradient on top.
 
-The moment a bucket can be sent is one call, ``bucket_ready(index)``. In this
-round ``DataParallel`` reports every gradient after ``backward()`` returns;
-an engine hook that reports each parameter's gradient as soon as it is final
-will make the same calls during the pass, so sending overlaps the backward.
-``gradient_ready`` and ``bucket_ready`` are therefore safe to call from any
-thread.
+A bucket is sent the moment its last gradient is reported
+(``gradient_ready``), which ``DataParallel`` does from the engine's ready
+hooks, during the backward pass, on whichever thread finished the
+gradient: sending overlaps the rest of the pass. So the reducer is
+thread-safe, and every MPI call it makes is made under its lock, one at a
+time (``MPI_THREAD_SERIALIZED`` is enough). Where MPI allows calls from
+one thread only (``MPI_THREAD_FUNNELED`` or ``SINGLE``), a bucket completed
+on another thread waits for ``finish()`` on the reducer's own thread.
+
+After the pass, ``finish`` reports the parameters the pass never reached
+(no gradient) and starts one last small exchange: per parameter, how many
+ranks had a gradient; one number per rank (``extra``, the loss); and
+whether any rank failed. A rank whose step fails part-way (a backward
+function raised after some buckets went out) calls ``abandon``: it sends
+the rest of its buckets anyway, marked failed, so that no rank waits
+forever for a message that never comes and every request completes; then
+every rank's ``wait`` raises ``StepFailed``, and no rank uses the sums.
 """
 
 from __future__ import annotations
@@ -36,6 +47,24 @@ import numpy as np
 from .comm import Request, Transport
 
 REDUCTIONS = ("allreduce", "reduce-broadcast")
+
+
+class StepFailed(RuntimeError):
+    """Another rank's step failed, so this step exchanged nothing usable and changed nothing.
+
+    ``failures`` is how many ranks failed; ``rank`` is the failed rank when
+    only one did (else None). Each failed rank raises its own exception.
+
+    >>> error = StepFailed("DataParallel.synchronize", failures=1, rank=2)
+    >>> error.rank, str(error)
+    (2, "DataParallel.synchronize: rank 2's step failed, so no rank changed its parameters or gradients")
+    """
+
+    def __init__(self, where: str, failures: int, rank: int | None) -> None:
+        who = f"rank {rank}'s step" if rank is not None else f"the step of {failures} ranks"
+        super().__init__(f"{where}: {who} failed, so no rank changed its parameters or gradients")
+        self.failures = failures
+        self.rank = rank
 
 
 @dataclass(frozen=True)
@@ -124,25 +153,26 @@ class Bucket:
 
 
 class Reducer:
-    """Sums the ranks' gradients bucket by bucket: ``gradient_ready`` for each parameter, then ``wait``.
+    """Sums the ranks' gradients bucket by bucket: ``gradient_ready`` for each parameter, ``finish``, then ``wait``.
 
     >>> from corgi.distributed import LocalComm
     >>> f8 = np.dtype("float64")
-    >>> reducer = Reducer(LocalComm(), [(2, 2), (2,)], [f8, f8], bucket_bytes=1024)
+    >>> reducer = Reducer(LocalComm(), [(2, 2), (2,), (1,)], [f8, f8, f8], bucket_bytes=1024)
     >>> [[slot.position for slot in bucket.slots] for bucket in reducer.buckets]
-    [[1, 0]]
+    [[2, 1, 0]]
     >>> reducer.gradient_ready(0, np.ones((2, 2)))
     >>> reducer.gradient_ready(1, None)          # no gradient on this rank: it sends zeros
-    >>> reducer.wait()                           # ... and on no rank: it gets none
+    >>> reducer.finish(extra=0.5)                # parameter 2 was never reported: none either
+    >>> reducer.wait()                           # ... and no rank had one: it gets none
     ([array([[1., 1.],
-           [1., 1.]]), None], 0.0)
+           [1., 1.]]), None, None], 0.5)
 
-    After the buckets, one small exchange counts, for each parameter, the
-    ranks that had a gradient for it: a parameter no rank used gets no
-    gradient (``None``), as in a single process, rather than zeros that a
-    momentum or Adam step would still act on. It also sums one number per
-    rank, ``extra`` (DataParallel sends its share of the loss there), which
-    ``wait`` returns beside the gradients.
+    The last, small exchange counts, for each parameter, the ranks that had
+    a gradient for it: a parameter no rank used gets no gradient (``None``),
+    as in a single process, rather than zeros that a momentum or Adam step
+    would still act on. It also sums one number per rank, ``extra``
+    (DataParallel sends its share of the loss there), which ``wait``
+    returns beside the gradients.
     """
 
     def __init__(
@@ -153,12 +183,16 @@ class Reducer:
         bucket_bytes: int,
         reduction: str = "allreduce",
         where: str = "Reducer",
+        any_thread: bool = True,
     ) -> None:
         if reduction not in REDUCTIONS:
             raise ValueError(f"{where}: reduction must be one of {REDUCTIONS}, got {reduction!r}")
         self.link = link
         self.reduction = reduction
         self.where = where
+        # MPI calls from any thread (serialised by the lock), or only from the thread that made the reducer
+        self.any_thread = any_thread
+        self.owner = threading.get_ident()
         self.buckets: list[Bucket] = []
         # parameter position -> (bucket, its member index in the bucket)
         self.places: list[tuple[Bucket, int]] = [None] * len(shapes)  # type: ignore[list-item]
@@ -172,27 +206,36 @@ class Reducer:
             self.buckets.append(bucket)
             for member, position in enumerate(positions):
                 self.places[position] = (bucket, member)
-        # the use flags (1.0 where this rank has a gradient), then ``extra``; summed over ranks
-        self._everyone = np.ones(len(shapes) + 1)
-        self.users = np.empty(len(shapes) + 1)  # read at once in wait, so made once
+        count = len(shapes)
+        # The last exchange, summed over ranks: a use flag per parameter (1.0 where this rank has
+        # a gradient), then ``extra``, then 1.0 if this rank failed and its rank if so. Both
+        # buffers are made once: the request that uses them completes within the step.
+        self.flags = np.ones(count + 3)
+        self.flags[count:] = 0.0
+        self.totals = np.empty(count + 3)
+        self.missing = False  # some use flag is 0.0 (set back to 1.0 by _reset)
         self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
         # Every buffer of an operation in flight stays referenced (by its bucket, or by
-        # self.used/self.users) until wait() has seen it complete: mpi4py does not keep the
+        # self.flags/self.totals) until wait() has seen it complete: mpi4py does not keep the
         # buffers of a non-blocking operation alive, and a receive buffer freed early is
         # written after it was freed (tried: a temporary receive array crashes the rank).
         for bucket in self.buckets:
             bucket.pending = len(bucket.slots)
             bucket.source = bucket.send  # let go of last step's gradient
             bucket.receive = None
-        self.reported = [False] * len(self.places)
+        count = len(self.places)
+        self.reported = [False] * count
         self.count = 0  # how many of them are True
-        self.used: np.ndarray | None = None  # the flags, when this rank lacks a gradient
-        self.extra = 0.0
+        if self.missing:
+            self.flags[:count] = 1.0
+            self.missing = False
+        self.flags[count:] = 0.0
         self.ready = [False] * len(self.buckets)
         self.started = 0  # buckets 0 .. started-1 are on their way
+        self.finished = False  # the last exchange has started
         self.requests: list[Request] = []
 
     @property
@@ -204,13 +247,14 @@ class Reducer:
         >>> reducer.busy, reducer.gradient_ready(0, np.ones(1)), reducer.busy
         (False, None, True)
         """
-        return self.count > 0
+        return self.count > 0 or self.finished
 
     def gradient_ready(self, position: int, gradient: np.ndarray | None) -> None:
-        """Parameter ``position``'s gradient for this step is final (None: it has none here).
+        """Parameter ``position``'s gradient for this step is final (None: it has none here); from any thread.
 
-        When that completes its bucket, the bucket is ready to send. (An
-        engine hook will call this during the backward pass, from any thread.)
+        When that completes its bucket, the bucket is sent, once every
+        bucket before it has been: every rank starts them in index order,
+        whatever order they complete in.
 
         >>> from corgi.distributed import LocalComm
         >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
@@ -221,10 +265,12 @@ class Reducer:
         ValueError: Reducer: parameter 0's gradient was already reported this step
         """
         with self._lock:
+            if self.finished:
+                raise ValueError(f"{self.where}: a gradient was reported after the step's exchange finished")
             bucket = self._take(position, gradient)
-            complete = bucket.pending == 0
-        if complete:
-            self.bucket_ready(bucket.index)
+            if bucket.pending == 0:
+                self.ready[bucket.index] = True
+                self._start_ready(self.any_thread or threading.get_ident() == self.owner)
 
     def gradients_ready(self, gradients: Sequence[np.ndarray | None]) -> None:
         """Every parameter's gradient for this step at once, in parameter order: every bucket is sent.
@@ -235,13 +281,14 @@ class Reducer:
         >>> from corgi.distributed import LocalComm
         >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
         >>> reducer.gradients_ready([np.ones(1), np.full(2, 3.0)])
+        >>> reducer.finish()
         >>> reducer.wait()
         ([array([1.]), array([3., 3.])], 0.0)
         """
         if len(gradients) != len(self.places):
             raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
         with self._lock:
-            if self.count:
+            if self.count or self.finished:
                 raise ValueError(f"{self.where}: gradients were already reported this step")
             where = self.where
             for bucket in self.buckets:
@@ -250,12 +297,12 @@ class Reducer:
                 bucket.pending = 0
             missing = [position for position, gradient in enumerate(gradients) if gradient is None]
             if missing:
-                self.used = self._everyone.copy()
-                self.used[missing] = 0.0
+                self.flags[missing] = 0.0
+                self.missing = True
             self.reported = [True] * len(self.places)
             self.count = len(self.places)
             self.ready = [True] * len(self.buckets)
-            self._start_ready()
+            self._start_ready(self.any_thread or threading.get_ident() == self.owner)
 
     def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:
         if self.reported[position]:
@@ -265,33 +312,15 @@ class Reducer:
         self.reported[position] = True
         self.count += 1
         if gradient is None:
-            if self.used is None:
-                self.used = self._everyone.copy()
-            self.used[position] = 0.0
+            self.flags[position] = 0.0
+            self.missing = True
         bucket.pending -= 1
         return bucket
 
-    def bucket_ready(self, index: int) -> None:
-        """Bucket ``index`` holds every gradient it needs: send it, once every bucket before it is sent.
-
-        >>> from corgi.distributed import LocalComm
-        >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
-        >>> reducer.bucket_ready(0)
-        Traceback (most recent call last):
-        ...
-        ValueError: Reducer: bucket 0 is not ready: 1 of its gradients are missing
-        """
-        with self._lock:
-            bucket = self.buckets[index]
-            if bucket.pending:
-                raise ValueError(
-                    f"{self.where}: bucket {index} is not ready: {bucket.pending} of its gradients are missing"
-                )
-            self.ready[index] = True
-            self._start_ready()
-
-    def _start_ready(self) -> None:
+    def _start_ready(self, allowed: bool) -> None:
         # every rank starts its buckets in index order, whatever order they became ready in
+        if not allowed:
+            return  # this thread may not call MPI: finish() starts them
         link, buckets = self.link, self.buckets
         while self.started < len(buckets) and self.ready[self.started]:
             bucket = buckets[self.started]
@@ -302,36 +331,101 @@ class Reducer:
                 root = link.rank == 0
                 self.requests.append(link.Ireduce(bucket.source, bucket.receive if root else None, root=0))
             self.started += 1
-            if self.started == len(buckets):
-                used = self._everyone if self.used is None else self.used
-                used[-1] = self.extra
-                self.requests.append(link.Iallreduce(used, self.users))
+
+    def finish(self, extra: float = 0.0) -> None:
+        """The pass is over: parameters not reported have no gradient here; send what is left, and the flags.
+
+        Call it on the reducer's own thread, once every gradient this rank
+        will report is reported. ``extra`` is this rank's number to sum.
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
+        >>> reducer.finish(2.0)
+        >>> reducer.wait()
+        ([None], 2.0)
+        """
+        with self._lock:
+            self._finish(extra)
+
+    def _finish(self, extra: float) -> None:
+        if self.finished:
+            raise ValueError(f"{self.where}: the step's exchange was already finished")
+        for position, seen in enumerate(self.reported):
+            if not seen:
+                bucket = self._take(position, None)
+                if bucket.pending == 0:
+                    self.ready[bucket.index] = True
+        self._start_ready(True)
+        count = len(self.places)
+        self.flags[count] = extra
+        self.requests.append(self.link.Iallreduce(self.flags, self.totals))
+        self.finished = True
+
+    def abandon(self) -> None:
+        """This rank's step failed: send the rest of the buckets anyway, marked failed, and wait for all.
+
+        Every other rank then gets ``StepFailed`` from ``wait``; this one
+        goes on with its own error. Nothing of the step is kept.
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,), (1,)], [np.dtype("float64")] * 2, bucket_bytes=1)
+        >>> reducer.gradient_ready(1, np.ones(1))    # bucket 0 went out, then the pass failed
+        >>> reducer.abandon()
+        >>> reducer.busy
+        False
+        """
+        with self._lock:
+            try:
+                count = len(self.places)
+                self.flags[count + 1] = 1.0
+                self.flags[count + 2] = float(self.link.rank)
+                if not self.finished:
+                    self._finish(0.0)
+                self._collect()
+            finally:
+                self._reset()
 
     def wait(self) -> tuple[list[np.ndarray | None], float]:
         """Wait for every bucket: each parameter's gradient summed over the ranks (in parameter order), and ``extra``'s sum.
 
-        Every gradient must have been reported. The arrays are new and
-        read-only; a parameter that had no gradient on any rank gets None.
+        ``finish`` must have been called. The arrays are new and read-only;
+        a parameter that had no gradient on any rank gets None. If any rank
+        abandoned the step, raises ``StepFailed`` (naming ``where``) and
+        nothing of the step is kept.
         """
         with self._lock:
-            if self.count < len(self.places):
-                missing = [position for position, seen in enumerate(self.reported) if not seen]
-                raise ValueError(f"{self.where}: no gradient was reported for parameters {missing}")
-            requests = self.requests
-            if self.reduction == "reduce-broadcast":
-                requests = self._broadcast(requests)
-            self.link.waitall(requests)
-            summed: list[np.ndarray | None] = [None] * len(self.places)
-            for bucket in self.buckets:
-                for slot, gradient in zip(bucket.slots, bucket.received()):
-                    summed[slot.position] = gradient
-            if self.used is not None:  # this rank lacked a gradient: did any rank have it?
-                for position, users in enumerate(self.users[:-1].tolist()):
-                    if not users:
-                        summed[position] = None
-            extra = float(self.users[-1])
-            self._reset()
+            try:
+                if not self.finished:
+                    missing = [position for position, seen in enumerate(self.reported) if not seen]
+                    raise ValueError(
+                        f"{self.where}: the step's exchange is not finished (no gradient reported for parameters {missing})"
+                    )
+                self._collect()
+                count = len(self.places)
+                failures = int(self.totals[count + 1])
+                if failures:
+                    rank = int(self.totals[count + 2]) if failures == 1 else None
+                    raise StepFailed(self.where, failures, rank)
+                summed: list[np.ndarray | None] = [None] * count
+                for bucket in self.buckets:
+                    for slot, gradient in zip(bucket.slots, bucket.received()):
+                        summed[slot.position] = gradient
+                if self.missing:  # this rank lacked a gradient: did any rank have it?
+                    for position, users in enumerate(self.totals[:count].tolist()):
+                        if not users:
+                            summed[position] = None
+                extra = float(self.totals[count])
+            finally:
+                if self.finished:
+                    self._reset()
         return summed, extra
+
+    def _collect(self) -> None:
+        """Wait for every request of the step (for reduce-broadcast, send each sum back out first)."""
+        requests = self.requests
+        if self.reduction == "reduce-broadcast":
+            requests = self._broadcast(requests)
+        self.link.waitall(requests)
 
     def _broadcast(self, reductions: list[Request]) -> list[Request]:
         """Rank 0 sends each reduced bucket back out, as soon as its reduction is done."""

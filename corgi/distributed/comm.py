@@ -36,6 +36,8 @@ class Transport(Protocol):
 
     rank: int
     size: int
+    # whether any thread may make MPI calls (one at a time), or only the thread that initialised MPI
+    any_thread: bool
 
     def allgather(self, value: Any) -> list[Any]: ...
 
@@ -104,6 +106,7 @@ class LocalComm:
 
     rank = 0
     size = 1
+    any_thread = True
 
     def __repr__(self) -> str:
         return "LocalComm()"
@@ -207,7 +210,10 @@ class _MPITransport:
         self.comm = comm
         self.rank: int = comm.Get_rank()
         self.size: int = comm.Get_size()
-        self._waitall = _import_mpi().Request.Waitall
+        MPI = _import_mpi()
+        # mpi4py asks for MPI_THREAD_MULTIPLE; an MPI built without threads may give less
+        self.any_thread: bool = MPI.Query_thread() >= MPI.THREAD_SERIALIZED
+        self._waitall = MPI.Request.Waitall
 
     def __repr__(self) -> str:
         return f"MPITransport(rank {self.rank} of {self.size})"

@@ -9,24 +9,35 @@ starts it from ``n_r / N`` instead of 1 (``n_r`` its examples, ``N`` the
 global batch), so its gradients arrive already scaled and the sum over ranks
 is the gradient of the mean loss over the global batch, as one process would
 compute it, whatever the split.
+
+The exchange overlaps the backward pass: each parameter's gradient is
+reported to the ``Reducer`` the moment the engine has it final (a ready hook,
+through ``corgi.array.watch_gradients``), and a bucket goes out as soon as
+its last gradient is in, while the pass computes the rest.
+
+A step is all or nothing across ranks: if one rank's forward or backward
+pass raises, that rank still takes part in the rest of the step's exchange,
+marked failed, then raises its own error; every other rank's
+``synchronize`` raises ``StepFailed``; no rank changes its parameters or
+gradients, and no request is left in flight.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 
-from ..array import Array, get_gradients, set_gradients
+from ..array import Array, get_gradients, set_gradients, watch_gradients
 from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
-from .buckets import REDUCTIONS, Reducer
+from .buckets import REDUCTIONS, Reducer, StepFailed
 from .comm import Comm, Request, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
-from .state import broadcast_parameters, digest, load_everywhere, save_on_root
+from .state import broadcast_optimizer, broadcast_parameters, digest, load_everywhere, save_on_root
 
 # Two buckets for the 784-256-10 MLP (its 11 kB of small gradients, then the 803 kB weight
 # matrix on its own, sent without a copy); see docs/distributed.md for the measurements.
@@ -109,18 +120,25 @@ class DataParallel:
         if abort_on_error:
             install_abort_hook(self._link)
         parameters = [parameter for _, parameter in named]
-        signature = Signature.of(named, bucket_bytes=bucket_bytes, reduction=reduction)
+        stepper = self.model.optimizer if self.model is not None else optimizer
+        kind = None if stepper is None else type(stepper).__name__
+        signature = Signature.of(named, bucket_bytes=bucket_bytes, reduction=reduction, optimizer=kind)
         problem = first_difference(self._link.allgather(signature))
         if problem:
             raise ValueError(f"{where}: the ranks disagree: {problem}")
         self._reducer = Reducer(
-            self._link, signature.shapes, [np.dtype(d) for d in signature.dtypes], bucket_bytes, reduction, where
+            self._link, signature.shapes, [np.dtype(d) for d in signature.dtypes], bucket_bytes, reduction, where,
+            any_thread=self._link.any_thread,
         )
         self._parameters = parameters
         self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
         self._total = 0  # the global batch of the step under way
         self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
+        # Report each gradient from the engine's ready hook, during the pass (False: after it, all
+        # at once, as one process does: nothing to overlap there; the benchmark compares the two).
+        self._overlap = self._link.size > 1
         self._install(broadcast_parameters(self._link, parameters))
+        broadcast_optimizer(self._link, stepper, self.parameters(), where)
 
     def __repr__(self) -> str:
         what = repr(self.model) if self.model is not None else f"{len(self._parameters)} parameters"
@@ -217,13 +235,17 @@ class DataParallel:
     #
     # A step's collective operations, in the same order on every rank: the count of examples
     # (started with the step, waited for just before backward, so no rank waits for another's
-    # forward pass), the gradient buckets, then the use flags with the loss. The ranks meet once.
+    # forward pass), the gradient buckets (started during the backward pass, in index order),
+    # then the use flags with the loss and the failure marks. The ranks meet once, at the end.
+    # Once the count is started, an error on this rank goes through _abandon: the rank finishes
+    # the step's exchange marked failed, so that every rank's requests complete and all fail.
 
     def forward(self, input: Any) -> Array:
         """Start a step: the wrapped model's ``forward`` on this rank's share of the batch (not empty).
 
         Collective: every rank starts the step, so call it once per step
-        (to evaluate, use the model itself).
+        (to evaluate, use the model itself). One forward and one backward
+        per step: gradients are not accumulated over several.
 
         >>> from corgi import cost, initializer
         >>> from corgi.distributed import LocalComm
@@ -236,14 +258,19 @@ class DataParallel:
         >>> parallel.forward(np.ones((3, 2)))
         Traceback (most recent call last):
         ...
-        ValueError: DataParallel.forward: a step is already under way; finish it with backward() and update()
+        ValueError: DataParallel.forward: a step is already under way; finish it with backward() and update() \
+(one forward and backward per step: see "Gradient accumulation" in docs/distributed.md)
         """
         model = self._model("forward")
         count = examples(input)
         if count == 0:
             raise ValueError("DataParallel.forward: the input holds no example; call skip() for this step instead")
         self._start_count(count, "DataParallel.forward")
-        return model.forward(input)
+        try:
+            return model.forward(input)
+        except BaseException:
+            self._abandon()
+            raise
 
     def backward(self, target: Any) -> float:
         """The model's cost against ``target``, its backward pass, and this rank's gradients sent out.
@@ -270,16 +297,22 @@ class DataParallel:
         model = self._model("backward")
         if self._counting is None or model.output is None:
             raise ValueError("DataParallel.backward: no step under way; call forward(input) first")
-        if model.cost is None:
-            raise ValueError("DataParallel.backward: the model has no cost; use backward_loss(loss, count)")
-        return self.backward_loss(model.cost(model.output, target), examples(model.output))
+        try:
+            if model.cost is None:
+                raise ValueError("DataParallel.backward: the model has no cost; use backward_loss(loss, count)")
+            loss = model.cost(model.output, target)
+        except BaseException:
+            self._abandon()
+            raise
+        return self.backward_loss(loss, examples(model.output))
 
     def backward_loss(self, loss: Array, count: int) -> float:
         """Backward from ``loss``, the mean of a loss over this rank's ``count`` examples; collective.
 
         For a list of parameters, or a loss the model's cost does not make.
         Returns ``loss`` as a float; ``synchronize()`` returns the mean over
-        the global batch.
+        the global batch. The parameters must have no gradient yet (an
+        update clears them): each step's gradient comes from this one pass.
 
         >>> from corgi.distributed import LocalComm
         >>> from corgi.optimizer import GradientDescent
@@ -293,22 +326,58 @@ class DataParallel:
         [Array([0.], dimensions=(1,), tracked)]
         """
         where = "DataParallel.backward_loss"
+        if self._counting is None:
+            # no step under way: refuse bad arguments before anything is sent
+            self._check_loss(loss, count, where)
+            self._start_count(count, where)
+        try:
+            count = self._check_loss(loss, count, where)
+            if self._counting is not None and self._counting[3] != count:
+                raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
+            total = self._finish_count(where)
+        except BaseException:
+            self._abandon()
+            raise
+        try:
+            parameters = self.parameters()
+            for position, parameter in enumerate(parameters):
+                if parameter.gradient() is not None:
+                    raise ValueError(
+                        f"{where}: parameter {position} already has a gradient before the step's backward pass "
+                        "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
+                        "several passes"
+                    )
+            value = loss.sum_all()
+            self._reported = [parameter for parameter in parameters if parameter.is_tracked]
+            reducer = self._reducer
+            # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
+            if self._overlap:
+                with watch_gradients(self._reported, self._reporter(parameters), where):
+                    loss.backward(count / total)
+            else:
+                loss.backward(count / total)
+                gradients = get_gradients(parameters, where)
+                reducer.gradients_ready(gradients)
+            reducer.finish(count * value)
+        except BaseException:
+            self._abandon()
+            raise
+        return value
+
+    def _check_loss(self, loss: Any, count: Any, where: str) -> int:
         if not isinstance(loss, Array):
             raise TypeError(f"{where}: loss must be an Array, got {type(loss).__name__}")
         if len(loss) != 1:
             raise ValueError(f"{where}: loss must hold one value, got dimensions {loss.dimensions}")
-        count = whole_number(count, "count", where, minimum=1)
-        if self._counting is None:
-            self._start_count(count, where)
-        elif self._counting[3] != count:
-            raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
-        total = self._finish_count(where)
-        value = loss.sum_all()
-        # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
-        loss.backward(count / total)
-        self._reducer.extra = count * value
-        self._report()
-        return value
+        return whole_number(count, "count", where, minimum=1)
+
+    def _reporter(self, parameters: list[Array]) -> Any:
+        """What the ready hooks call: ``Reducer.gradient_ready`` by the position among all parameters."""
+        if len(self._reported) == len(parameters):
+            return self._reducer.gradient_ready
+        positions = [position for position, parameter in enumerate(parameters) if parameter.is_tracked]
+        ready = self._reducer.gradient_ready
+        return lambda index, total: ready(positions[index], total)
 
     def skip(self) -> None:
         """Take part in this step with no examples (collective), instead of ``forward`` and ``backward``.
@@ -324,15 +393,21 @@ class DataParallel:
         ValueError: DataParallel.skip: no rank had an example in this step
         """
         self._start_count(0, "DataParallel.skip")
-        self._finish_count("DataParallel.skip")
-        self._reducer.extra = 0.0
-        self._reported = self.parameters()
-        self._reducer.gradients_ready([None] * len(self._reducer.places))
+        try:
+            self._finish_count("DataParallel.skip")
+            self._reported = [parameter for parameter in self.parameters() if parameter.is_tracked]
+            self._reducer.gradients_ready([None] * len(self._reducer.places))
+            self._reducer.finish(0.0)
+        except BaseException:
+            self._abandon()
+            raise
 
     def synchronize(self) -> float:
         """Wait for the exchange, make every gradient the global average; returns the global mean loss.
 
-        A parameter no rank had a gradient for keeps none.
+        A parameter no rank had a gradient for keeps none. If another rank's
+        step failed, raises ``StepFailed`` and clears the gradients this
+        rank's pass made: no rank changes anything in a failed step.
 
         >>> from corgi.distributed import LocalComm
         >>> parallel = DataParallel([Array([3.0]).tracked(), Array([1.0]).tracked()], LocalComm())
@@ -346,9 +421,16 @@ class DataParallel:
         """
         if not self._reducer.busy:
             raise ValueError("DataParallel.synchronize: nothing to synchronize; call backward() or skip() first")
-        averaged, loss_sum = self._reducer.wait()
         # the Arrays whose gradients were sent get the averages (the same ones, unless replaced meanwhile)
         reported, self._reported = self._reported, []
+        try:
+            averaged, loss_sum = self._reducer.wait()
+        except StepFailed:
+            set_gradients(reported, [None] * len(reported), where="DataParallel.synchronize")
+            raise
+        if len(reported) < len(averaged):  # untracked parameters have no gradient to set
+            tracked = [position for position, parameter in enumerate(self.parameters()) if parameter.is_tracked]
+            averaged = [averaged[position] for position in tracked]
         set_gradients(reported, averaged, where="DataParallel.synchronize")
         return loss_sum / self._total
 
@@ -420,7 +502,10 @@ class DataParallel:
 
     def _start_count(self, count: int, where: str) -> None:
         if self._counting is not None or self._reducer.busy:
-            raise ValueError(f"{where}: a step is already under way; finish it with backward() and update()")
+            raise ValueError(
+                f"{where}: a step is already under way; finish it with backward() and update() "
+                '(one forward and backward per step: see "Gradient accumulation" in docs/distributed.md)'
+            )
         mine, total = np.array([float(count)]), np.empty(1)
         self._counting = (self._link.Iallreduce(mine, total), mine, total, count)
 
@@ -435,17 +520,27 @@ class DataParallel:
         self._total = int(total[0])
         return self._total
 
+    def _abandon(self) -> None:
+        """This rank's step failed: finish its exchange marked failed (every rank's requests complete)."""
+        if self._counting is not None:
+            request = self._counting[0]
+            self._counting = None
+            request.Wait()
+        reported, self._reported = self._reported, []
+        self._reducer.abandon()
+        if reported:  # the pass may have committed before the failure: the step changes nothing
+            set_gradients(reported, [None] * len(reported), where="DataParallel")
+
     def _report(self) -> None:
-        # This round: every gradient is final once backward() has returned, so all are reported
-        # at once. An engine hook will report each one as soon as it is final, during the pass,
-        # through Reducer.gradient_ready, and the buckets will go out while the pass goes on.
+        """Every gradient at once, after ``backward()`` returned (the benchmark's exchange alone)."""
         self._reported = self.parameters()
         self._reducer.gradients_ready(get_gradients(self._reported, "DataParallel"))
+        self._reducer.finish(0.0)
 
     # -- checkpoints ------------------------------------------------------
 
-    def save(self, path: Path) -> None:
-        """Rank 0 writes the model (``Model.save``); every rank returns once the file is complete.
+    def save(self, path: Path, extra: Mapping[str, Any] | None = None) -> None:
+        """Rank 0 writes the model and ``extra`` (``Model.save``, atomic); every rank returns once the file is complete.
 
         Collective. If rank 0 cannot write, every rank raises (rank 0 its own
         error, the others a RuntimeError quoting it).
@@ -465,7 +560,7 @@ class DataParallel:
         >>> copy.digest() == DataParallel(make(0), LocalComm()).digest()
         True
         """
-        save_on_root(self._link, self._model("save"), path, "DataParallel.save")
+        save_on_root(self._link, self._model("save"), path, "DataParallel.save", extra)
 
     def load(self, path: Path) -> None:
         """Every rank reads the model from ``path`` (``Model.load``); all or nothing, collective.

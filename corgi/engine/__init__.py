@@ -9,7 +9,7 @@ threads, and commits a pass's gradients in one indivisible step.
 
 from .debug import set_yield_point
 from .gradients import add_gradients, replace_gradients, take_gradients
-from .hooks import ReadyHook, add_ready_hook
+from .hooks import ReadyHook, add_ready_hook, add_ready_hooks, remove_ready_hooks
 from .node import Node
 from .pool import Settings, configure, settings
 from .scheduler import backward
@@ -23,8 +23,10 @@ __all__ = [
     "Trace",
     "add_gradients",
     "add_ready_hook",
+    "add_ready_hooks",
     "backward",
     "configure",
+    "remove_ready_hooks",
     "replace_gradients",
     "set_yield_point",
     "settings",

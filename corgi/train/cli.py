@@ -9,10 +9,13 @@ exactly (bitwise) where it stopped.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import math
 import os
 import sys
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -142,13 +145,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     Bad arguments print a message and exit with status 2; Ctrl-C stops the
     run with status 130, its last finished epoch saved if ``--save`` was given.
 
+    Started as several ranks by an MPI launcher (``mpiexec -n 4 python -m
+    mpi4py -m corgi.train``, ``srun``, the MPI Operator), it trains
+    data-parallel (``corgi.distributed``): every rank takes its share of
+    each batch, only rank 0 prints and writes checkpoints, every rank can
+    resume from one; see docs/distributed.md.
+
     >>> main(["--dataset", "digits", "--epochs", "2", "--max-steps", "10"])
     epoch   1/2  loss ...
     epoch   2/2  loss ...
     held-out accuracy: 0.8...
     0
     """
-    p = parser()
+    comm = _world()
+    if comm is None:
+        run = _prepare(parser(), argv)
+        return _train(run, None)
+    return _main_parallel(comm, argv)
+
+
+@dataclass
+class _Run:
+    """A run ready to train: what ``_prepare`` found and built."""
+
+    args: argparse.Namespace
+    settings: dict[str, Any]
+    save_path: Path | None
+    data: Dataset
+    epochs: int
+    order: np.random.Generator
+    model: Model
+    schedule: Schedule
+    start: int
+    end: int
+    history: History
+    resumed: Checkpoint | None
+
+
+def _prepare(p: argparse.ArgumentParser, argv: Sequence[str] | None) -> _Run:
+    """Parse ``argv``, set the threads, load the data, build (or restore) the model: everything before training."""
     args = p.parse_args(argv)
     resumed = _resumed(p, args.resume) if args.resume is not None else None
     settings = _settings(p, args, resumed)
@@ -179,33 +214,112 @@ def main(argv: Sequence[str] | None = None) -> int:
     if resumed is not None:
         start, history = _restore(p, resumed, model, order, schedule, epochs)
     end = min(epochs, args.stop_after) if args.stop_after else epochs
-    if resumed is not None and start >= end:
-        print(f"corgi-train: {resumed.path} has finished {start} of {epochs} epochs; nothing to train",
+    return _Run(args, settings, save_path, data, epochs, order, model, schedule, start, end, history, resumed)
+
+
+def _train(run: _Run, parallel: Any) -> int:
+    """Train ``run`` (data-parallel through ``parallel``, a DataParallel, on rank 0 of several), save, report."""
+    args, settings, save_path, schedule, order = run.args, run.settings, run.save_path, run.schedule, run.order
+    quiet = parallel is not None and parallel.rank != 0
+    if run.resumed is not None and run.start >= run.end and not quiet:
+        print(f"corgi-train: {run.resumed.path} has finished {run.start} of {run.epochs} epochs; nothing to train",
               file=sys.stderr)
 
     def save(epoch: int, history: History) -> None:
         if save_path is not None:
             extra = {"corgi.train": {**settings, "schedule_settings": schedule.to_dict()}, "epoch": epoch + 1,
-                     "epochs": epochs, "generator": order.bit_generator.state, "history": history.to_dict()}
-            model.save(save_path, extra=extra)
+                     "epochs": run.epochs, "generator": order.bit_generator.state, "history": history.to_dict()}
+            if parallel is None:
+                run.model.save(save_path, extra=extra)
+            else:
+                parallel.save(save_path, extra=extra)  # rank 0 writes; every rank waits until it has
 
     try:
-        history = fit(model, data, epochs, settings["batch_size"], order, schedule, start_epoch=start,
-                      end_epoch=end, max_steps=settings["max_steps"], history=history, on_epoch=save)
+        history = fit(run.model, run.data, run.epochs, settings["batch_size"], order, schedule,
+                      start_epoch=run.start, end_epoch=run.end, max_steps=settings["max_steps"],
+                      history=run.history, on_epoch=save, parallel=parallel,
+                      report=_silent if quiet else print, progress=_no_progress if quiet else None)
     except KeyboardInterrupt:
+        if parallel is not None:
+            raise  # the abort hook ends every rank at once (status 130); the last saved epoch is whole
         where = f"; resume with --resume {save_path}" if save_path is not None and save_path.exists() else ""
         print(f"corgi-train: interrupted{where}", file=sys.stderr)
         return 130
     if save_path is not None:
-        if end <= start:  # nothing trained: the resumed run as it was, where --save says
-            save(start - 1, history)
+        if run.end <= run.start:  # nothing trained: the resumed run as it was, where --save says
+            save(run.start - 1, history)
         print(f"saved the model to {save_path}")
-    if args.plot is not None:
+    if args.plot is not None and not quiet:
         _plot(history, args.plot)
         print(f"saved the curves to {args.plot}")
     if history.accuracies:
         print(f"held-out accuracy: {history.accuracies[-1]:.4f}")
     return 0
+
+
+def _world() -> Any:
+    """The MPI communicator when several ranks run this job, else None (see ``corgi.distributed.launch``)."""
+    from ..distributed import world  # imports nothing of MPI unless a launcher started this process
+
+    try:
+        return world("corgi-train")
+    except (RuntimeError, ValueError) as error:
+        print(error if str(error).startswith("corgi-train") else f"corgi-train: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+def _main_parallel(comm: Any, argv: Sequence[str] | None) -> int:
+    """``main`` on one of several ranks: prepare on every rank (all or none), wrap, train; rank 0 alone prints."""
+    from ..distributed import DataParallel, install_abort_hook
+
+    rank = comm.Get_rank()
+    install_abort_hook(comm)  # from here an uncaught error on any rank ends every rank
+    said = io.StringIO()  # what the other ranks would print while preparing: shown only if they fail alone
+    status: int | None = None
+    run = None
+    with contextlib.ExitStack() as stack:
+        if rank != 0:
+            stack.enter_context(contextlib.redirect_stdout(io.StringIO()))
+            stack.enter_context(contextlib.redirect_stderr(said))
+        try:
+            run = _prepare(parser(), argv)
+        except SystemExit as stop:  # a bad option, a missing file, --help: every rank must stop alike
+            status = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    statuses = comm.allgather((status, said.getvalue() if status else ""))
+    failed = [other for other, (code, _) in enumerate(statuses) if code is not None]
+    if failed:
+        code, message = statuses[failed[0]]
+        if rank == 0 and status is None:
+            print(f"corgi-train: rank {failed[0]} could not start:\n{message.rstrip()}", file=sys.stderr)
+        return status if status is not None else int(code)
+    assert run is not None
+    # every rank goes on from rank 0's state: its parameters and optimizer (the wrap), shuffling and epochs
+    parallel = DataParallel(run.model, comm)
+    state, start, end, history = comm.bcast(
+        (run.order.bit_generator.state, run.start, run.end, run.history) if rank == 0 else None, root=0
+    )
+    run.order.bit_generator.state = state
+    run.start, run.end, run.history = start, end, history
+    if rank == 0:
+        return _train(run, parallel)
+    with contextlib.redirect_stdout(io.StringIO()):
+        return _train(run, parallel)
+
+
+def _silent(line: str) -> None:
+    """The report of every rank but rank 0."""
+
+
+class _NoProgress:
+    def update(self, loss: float) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+def _no_progress(total: int, description: str) -> _NoProgress:
+    return _NoProgress()
 
 
 def _resumed(p: argparse.ArgumentParser, path: str) -> Checkpoint:

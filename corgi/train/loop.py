@@ -6,7 +6,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -16,6 +16,18 @@ from ..datasets import Dataset, batches, one_hot
 from ..model import Model
 from ..schedule import Schedule
 from .progress import Progress, make_progress
+
+
+class _Parallel(Protocol):
+    """What ``fit`` needs to train data-parallel: ``corgi.distributed.DataParallel`` wrapping the model."""
+
+    @property
+    def rank(self) -> int: ...
+
+    @property
+    def size(self) -> int: ...
+
+    def step(self, input: Any, target: Any) -> float: ...
 
 
 @dataclass
@@ -82,6 +94,7 @@ def fit(
     progress: Callable[[int, str], Progress] | None = None,
     history: History | None = None,
     on_epoch: Callable[[int, History], Any] | None = None,
+    parallel: _Parallel | None = None,
 ) -> History:
     """Train ``model`` on ``data`` from epoch ``start_epoch`` up to ``epochs``; return the History.
 
@@ -97,6 +110,17 @@ def fit(
     and ``report`` gets a line. The run depends only on the model, the
     data, ``rng``'s state and the schedule: restore all of them and
     ``start_epoch``, and it continues bitwise as if never stopped.
+
+    ``parallel`` (a ``corgi.distributed.DataParallel`` wrapping ``model``,
+    the same ``rng`` state on every rank) trains on every rank at once:
+    each draws the same global batches and takes its share of each (split
+    as ``numpy.array_split`` splits it, the first ranks one example more,
+    as ``ShardedSampler`` does); each step averages the gradients over the
+    whole batch, so the run follows one process's on the same batches up
+    to rounding, and every rank's model stays bitwise identical. The
+    losses are the global batch's. Every rank calls ``on_epoch`` (so it
+    may save collectively); pass ``report`` and ``progress`` that print
+    on one rank only.
 
     >>> from corgi.datasets import load_digits
     >>> from corgi.optimizer import GradientDescent
@@ -138,9 +162,17 @@ def fit(
         for images, labels in batches(train_images, data.train_labels, batch_size, rng):
             if done == steps:
                 break
-            model.forward(Array(images, dtype=dtype))
-            loss = model.backward(Array(one_hot(labels, data.classes, dtype=dtype), dtype=dtype))
-            model.update()
+            if parallel is None:
+                model.forward(Array(images, dtype=dtype))
+                loss = model.backward(Array(one_hot(labels, data.classes, dtype=dtype), dtype=dtype))
+                model.update()
+            else:
+                share = np.array_split(np.arange(len(images)), parallel.size)[parallel.rank]
+                x, y = images[share], one_hot(labels[share], data.classes, dtype=dtype)
+                if len(share):
+                    loss = parallel.step(Array(x, dtype=dtype), Array(y, dtype=dtype))
+                else:  # this rank's share of a short last batch is empty: it takes part with weight zero
+                    loss = parallel.step(x, y)
             total += loss
             done += 1
             bar.update(loss)
