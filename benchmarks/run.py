@@ -46,6 +46,11 @@ MPI_WORKLOADS = ("f",)  # run under mpiexec, malloc pinned as for (a): its steps
 TRAINING = {"mlp": [("numpy", "numpy", []), ("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"]),
                     ("corgi", "corgi, seed's cost", ["--loss", "seed"])],
             "cnn": [("torch", "torch", []), ("corgi", "corgi", ["--loss", "fused"])]}
+# (a)'s rows: the floor in place (the reference) and with new arrays, the peers, and corgi three ways:
+# Array operations with the fused cost, and the Model path with the seed's cost and with the fused one
+A_ROWS = (("numpy", "numpy in place", ["--inplace"]), ("numpy", "numpy", []), ("torch", "torch", []),
+          ("autograd", "autograd", []), ("corgi", "corgi", []), ("corgi", "corgi Model, seed", ["--path", "seed"]),
+          ("corgi", "corgi Model, fused", ["--path", "fused"]))
 CHILD_TIMEOUT_S = 900
 # glibc malloc, pinned alike for every peer of (a). By default it serves big blocks
 # (a 784x256 float64 weight is 1.6 MB) with mmap, then moves that threshold
@@ -96,8 +101,8 @@ def plan(only, quick):
         # seconds apart, not minutes
         for dtype in ("float32", "float64"):
             for threads in (1, 2):
-                for peer in PEERS:
-                    jobs.append(Job("a", peer, peer, s["a"] + ["--dtype", dtype],
+                for peer, label, extra in A_ROWS:
+                    jobs.append(Job("a", peer, label, s["a"] + ["--dtype", dtype] + extra,
                                     threads, dtype))
     if "b" in only:
         for peer in PEERS:
@@ -113,6 +118,12 @@ def plan(only, quick):
         jobs.append(Job("c", "autograd", "autograd", s["c"]))
         for w in (0, 2):
             jobs.append(Job("c", "corgi", f"corgi workers={w}", s["c"] + ["--workers", str(w)]))
+        # the default settings (two workers, two BLAS threads on two cores): the engine sees the BLAS
+        # threads and leaves the cores to them; with share_cores off, pool and BLAS oversubscribe
+        jobs.append(Job("c", "numpy", "numpy serial, 2 BLAS threads", s["c"], 2))
+        jobs.append(Job("c", "corgi", "corgi workers=2, 2 BLAS threads", s["c"] + ["--workers", "2"], 2))
+        jobs.append(Job("c", "corgi", "corgi workers=2, 2 BLAS threads, share_cores off",
+                        s["c"] + ["--workers", "2", "--share-cores", "0"], 2))
     if "d" in only:
         for peer in PEERS:
             n = s["d"]

@@ -93,12 +93,12 @@ class CrossEntropy(CostFunction):
         _check(output, target, "cross_entropy")
         dimensions = output.dimensions
         batch = dimensions[0] if len(dimensions) >= 2 else 1
-        log_probabilities = (output + CROSS_ENTROPY_EPSILON).ln()
         if isinstance(target, Array) and target.is_tracked:
+            log_probabilities = (output + CROSS_ENTROPY_EPSILON).ln()
             return (log_probabilities * target).sum(len(dimensions)) * (-1.0 / batch)
-        # a constant target is scaled first, which saves the graph one node
-        weights = np.asarray(target, dtype=output.dtype) * (-1.0 / batch)
-        return cast(Array, log_probabilities * weights).sum(len(dimensions))
+        # a constant target: one node (Array.cross_entropy), bit for bit its composition
+        # ((output + epsilon).ln() * (target * (-1 / batch))).sum(ndim)
+        return output.cross_entropy(target, CROSS_ENTROPY_EPSILON)
 
 
 class SoftmaxCrossEntropy(CostFunction):

@@ -10,15 +10,24 @@ worker outlives its pool.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
+
+# The suite tests the pool itself: passes use it whenever there are workers, whatever the BLAS
+# thread count (set before corgi loads, and inherited by every child process a test starts).
+# tests/test_threads.py checks the default, which leaves the cores to BLAS when the pool would
+# oversubscribe them.
+os.environ["CORGI_SHARE_CORES"] = "0"
 
 import pytest
 
 from corgi import engine
 from corgi.engine import debug as engine_debug
 from corgi.engine import pool as engine_pool
+
+engine.configure(share_cores=False)  # in case corgi was imported before the variable was set
 
 WORKER_COUNTS = (0, 1, 2, 8, 32)
 
@@ -34,7 +43,7 @@ def engine_state():
     finally:
         sys.setswitchinterval(interval)
         engine.set_yield_point(yield_point)
-        engine.configure(workers=before.workers, handoff_cost=before.handoff_cost)
+        engine.configure(workers=before.workers, handoff_cost=before.handoff_cost, share_cores=before.share_cores)
 
 
 @pytest.fixture

@@ -10,17 +10,26 @@ import statistics
 from benchmarks import report, run
 
 
-def test_rotated_moves_every_peer_through_every_slot():
+def test_rotated_moves_every_row_through_every_slot():
     jobs = run.plan(["a", "b"], quick=True)
+    labels = [label for _, label, _ in run.A_ROWS]
     seen = {}
-    for r in range(len(run.PEERS)):
+    for r in range(len(labels)):
         order = run.rotated(jobs, r)
         assert sorted(map(id, order)) == sorted(map(id, jobs))  # the same jobs, reordered
-        block = [j.peer for j in order if j.key == "a" and j.group == "float32" and j.threads == 2]
+        block = [j.label for j in order if j.key == "a" and j.group == "float32" and j.threads == 2]
         seen[r] = block[0]
-        assert sorted(block) == sorted(run.PEERS)
-    assert sorted(seen.values()) == sorted(run.PEERS)  # each peer ran first once
+        assert sorted(block) == sorted(labels)
+    assert sorted(seen.values()) == sorted(labels)  # each row ran first once
     assert run.rotated(jobs, 0) == jobs
+
+
+def test_plan_a_has_the_in_place_floor_and_the_model_paths():
+    jobs = [j for j in run.plan(["a"], quick=True) if j.group == "float64" and j.threads == 1]
+    options = {j.label: j.options for j in jobs}
+    assert "--inplace" in options["numpy in place"] and "--inplace" not in options["numpy"]
+    assert options["corgi Model, seed"][-2:] == ["--path", "seed"]
+    assert options["corgi Model, fused"][-2:] == ["--path", "fused"]
 
 
 def record(ms, status="ok"):

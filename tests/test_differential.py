@@ -101,6 +101,8 @@ class CorgiBackend:
             return x.softmax() if params["log"] is False else x.log_softmax()
         if name == "cross_entropy":
             return x.softmax_cross_entropy(args[1])
+        if name == "prob_cross_entropy":
+            return x.softmax().cross_entropy(params["target"])
         if name == "astype":
             other = np.float32 if x.dtype == np.float64 else np.float64
             return x.astype(other).astype(x.dtype)
@@ -204,6 +206,10 @@ class TorchBackend:
         if name == "cross_entropy":
             batch = x.shape[0] if x.dim() >= 2 else 1
             return -(torch.log_softmax(x, -1) * args[1]).sum() / batch
+        if name == "prob_cross_entropy":
+            batch = x.shape[0] if x.dim() >= 2 else 1
+            target = torch.from_numpy(params["target"]).to(x.dtype)
+            return -(target * torch.log(torch.softmax(x, -1) + 1e-12)).sum() / batch
         if name == "astype":
             other = torch.float32 if x.dtype == torch.float64 else torch.float64
             return x.to(other).to(x.dtype)
@@ -447,6 +453,9 @@ class Program:
             return "softmax", (i,), {"log": rng.random() < 0.5}
         if pick < 0.96:
             target = shape[:-1] + (1,) if rng.random() < 0.5 else shape
+            if rng.random() < 0.3:  # make_cross_entropy's one node: probabilities against a constant target
+                values = np.array([rng.random() for _ in range(int(np.prod(target)))]).reshape(target)
+                return "prob_cross_entropy", (i,), {"target": values}
             j = self.new_leaf(target)
             return "cross_entropy", (i, j), {}
         if pick < 0.97:
@@ -562,6 +571,7 @@ def test_every_operation_appears_in_the_programs():
 
     # a step is named by its operation ("unary" and "binary" steps by params["op"])
     aliases = {"skip_sum": {"sum"}, "softmax": {"softmax", "log_softmax"}, "cross_entropy": {"softmax_cross_entropy"},
+               "prob_cross_entropy": {"softmax", "cross_entropy"},
                "stack_arr": {"stack"}}
     covered: set[str] = set()
     for seed in range(PROGRAMS):

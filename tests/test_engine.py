@@ -508,16 +508,19 @@ def test_an_error_while_counting_leaves_no_counters():
 @pytest.mark.timeout(60)
 def test_configure_validates_and_reports(engine_state):
     assert isinstance(settings(), Settings)
-    assert configure(workers=3) == Settings(3, engine_state.handoff_cost) == settings()
-    assert configure(handoff_cost=17) == Settings(3, 17)
-    assert configure() == Settings(3, 17)
+    share = engine_state.share_cores
+    assert configure(workers=3) == Settings(3, engine_state.handoff_cost, share) == settings()
+    assert configure(handoff_cost=17) == Settings(3, 17, share)
+    assert configure() == Settings(3, 17, share)
+    assert configure(share_cores=not share) == Settings(3, 17, not share)
+    assert configure(share_cores=share) == Settings(3, 17, share)
     for bad in (-1, 1.5, "2", True):
         with pytest.raises(ValueError, match="configure: workers must be a whole number >= 0"):
             configure(workers=bad)
     for bad in (-1, 0.5, "7"):
         with pytest.raises(ValueError, match="configure: handoff_cost must be a whole number >= 0"):
             configure(handoff_cost=bad)
-    assert settings() == Settings(3, 17)  # a rejected call changes nothing
+    assert settings() == Settings(3, 17, share)  # a rejected call changes nothing
 
 
 @pytest.mark.timeout(60)

@@ -225,6 +225,37 @@ def _one_hot_rows(rng, shape):
     return Array(np.eye(classes)[rng.integers(0, classes, size=shape[:-1])])
 
 
+@covers("cross_entropy")
+@SWEEP
+@given(shapes, seeds, st.booleans(), st.sampled_from(["float64", "float32"]))
+def test_cross_entropy_on_probabilities_is_its_composition_bitwise(shape, seed, row_target, dtype):
+    rng = np.random.default_rng(seed)
+    z = Array(rng.uniform(-3.0, 3.0, size=shape), dtype=dtype)
+    target_shape = (1,) * (len(shape) - 1) + shape[-1:] if row_target else shape
+    t = rng.uniform(0.0, 1.0, size=target_shape).astype(dtype)
+    batch = shape[0] if len(shape) >= 2 else 1
+    p = z.softmax().tracked()
+    fused = p.cross_entropy(t)
+    fused.backward()
+    q = z.softmax().tracked()
+    composed = (((q + 1e-12).ln()) * (t * (-1.0 / batch))).sum(len(shape))  # make_cross_entropy before issue 14
+    composed.backward()
+    assert fused.dimensions == (1,) and fused.values.tobytes() == composed.values.tobytes()
+    assert p.gradient().values.tobytes() == q.gradient().values.tobytes()
+    if dtype == "float64":
+        check(lambda a: (a.abs() + 0.1).cross_entropy(t), z)
+
+
+def test_cross_entropy_refuses_a_tracked_target_and_a_wrong_one():
+    p = Array([[0.5, 0.5]]).tracked()
+    with pytest.raises(ValueError, match="cross_entropy: the target is tracked"):
+        p.cross_entropy(Array([[1.0, 0.0]]).tracked())
+    with pytest.raises(TypeError, match="cross_entropy: the target must be an Array or a numpy array, got list"):
+        p.cross_entropy([[1.0, 0.0]])
+    with pytest.raises(ValueError, match="cross_entropy: "):
+        p.cross_entropy(np.ones((3, 2)))
+
+
 @covers("softmax_cross_entropy")
 @SWEEP
 @given(shapes, seeds, st.sampled_from([0.0, 40.0, -1e3]), st.booleans())

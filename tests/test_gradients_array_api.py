@@ -417,6 +417,8 @@ FLOAT32_CASES = [
     ("min", lambda a: a.min(), [(2, 3)]),
     ("prod", lambda a: a.prod(axis=0), [(3, 2)]),
     ("logsumexp", lambda a: a.logsumexp(axis=-1), [(2, 3)]),
+    ("cross_entropy", lambda a: a.cross_entropy(np.array([[1.0, 0.0, 0.0], [0.0, 0.5, 0.5]], dtype=np.float32)),
+     [(2, 3)]),
     ("abs", lambda a: abs(a - 1.25), [(2, 3)]),
     ("sqrt", lambda a: a.sqrt(), [(2, 3)]),
     ("square", lambda a: a.square(), [(2, 3)]),

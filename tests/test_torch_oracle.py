@@ -132,6 +132,8 @@ _MASK = np.array([[True, False, True, True], [False, True, True, False], [True, 
 _T = torch  # (short in the table below)
 
 # name: (corgi function, torch function, input shapes, positive inputs only)
+_CE_TARGET = np.random.default_rng(7).uniform(0.0, 1.0, size=(3, 5))
+
 OPERATIONS = {
     "add": (lambda a, b: a + b + 1.0, lambda a, b: a + b + 1.0, [(3, 4), (4,)], False),
     "sub": (lambda a, b: 2.0 - a - b, lambda a, b: 2.0 - a - b, [(2, 1, 4), (3, 1)], False),
@@ -149,6 +151,10 @@ OPERATIONS = {
     "tanh": (lambda a: a.tanh(), _T.tanh, [(4, 5)], False),
     "softmax": (lambda a: a.softmax(), lambda a: _T.softmax(a, -1), [(3, 7)], False),
     "log_softmax": (lambda a: a.log_softmax(), lambda a: _T.log_softmax(a, -1), [(3, 7)], False),
+    "cross_entropy": (  # probabilities against a constant target (make_cross_entropy's node)
+        lambda p: (p.abs() + 0.1).cross_entropy(_CE_TARGET),
+        lambda p: -(_T.from_numpy(_CE_TARGET).to(p.dtype) * _T.log(p.abs() + 0.1 + 1e-12)).sum() / 3, [(3, 5)], False,
+    ),
     "softmax_cross_entropy": (
         lambda z, t: z.softmax_cross_entropy(t), lambda z, t: -(_T.log_softmax(z, -1) * t).sum() / 3, [(3, 5), (3, 1)], False,
     ),

@@ -35,6 +35,8 @@ def parse_args(argv=None):
     p.add_argument("--dtype", default="float64", choices=("float32", "float64"))
     p.add_argument("--threads", type=int, default=1, help="BLAS / intra-op threads")
     p.add_argument("--workers", type=int, default=None, help="corgi engine workers")
+    p.add_argument("--share-cores", type=int, default=None, choices=(0, 1),
+                   help="corgi: the engine's share_cores setting (default: the engine's default, on)")
     p.add_argument("--pool", type=int, default=0, help="numpy floor: thread pool over branches")
     p.add_argument("--n", type=int, default=10_000, help="chain length (ops)")
     p.add_argument("--batch", type=int, default=128)
@@ -49,6 +51,11 @@ def parse_args(argv=None):
                         "and cross-entropy")
     p.add_argument("--job", action="store_true",
                    help="train, corgi: time the main job itself (python -m corgi.train, defaults and --net)")
+    p.add_argument("--inplace", action="store_true",
+                   help="mlp, numpy: update the parameters in place (the real floor) instead of making new arrays")
+    p.add_argument("--path", default="ops", choices=("ops", "seed", "fused"),
+                   help="mlp, corgi: Array operations with the fused cost (ops); the seed's Model with a softmax "
+                        "layer and make_cross_entropy (seed); the Model with make_softmax_cross_entropy (fused)")
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--repeats", type=int, default=5)
     return p.parse_args(argv)

@@ -14,6 +14,8 @@ def load(args):
 
     if args.workers is not None:
         corgi.engine.configure(workers=args.workers)
+    if getattr(args, "share_cores", None) is not None:
+        corgi.engine.configure(share_cores=bool(args.share_cores))
     return corgi
 
 
@@ -41,19 +43,50 @@ def _cross_entropy(corgi):
     return "composed -(t * p.ln()).sum(2) / batch", composed, False
 
 
-def mlp(corgi, args):
+def make_model_step(corgi, dtype, path):
+    """make_step for (a) through a corgi Model, as the seed's example trains one: Dense + ReLU, then
+    Dense + softmax with ``make_cross_entropy`` (``path="seed"``) or Dense without activation and
+    ``make_softmax_cross_entropy`` (``path="fused"``), ``GradientDescent``, ``forward/backward/update``."""
     from corgi import Array
+    from corgi.activation import make_relu, make_softmax
+    from corgi.cost import make_cross_entropy, make_softmax_cross_entropy
+    from corgi.layer import Dense
+    from corgi.model import Model
     from corgi.optimizer import GradientDescent
 
-    dtype = np.dtype(args.dtype).type
-    loss_name, cost, on_logits = _cross_entropy(corgi)
-    seen = {}
+    def unused(dimensions, fan_in):  # replaced by the shared initial weights
+        return Array.zeros(dimensions, dtype=dtype)
+
+    seed = path == "seed"
+
+    def make_step(x, labels, t, params, lr):
+        layers = [Dense(784, params[0].shape[1], unused, make_relu(), dtype=dtype),
+                  Dense(params[2].shape[0], 10, unused, make_softmax() if seed else None, dtype=dtype)]
+        model = Model(layers, GradientDescent(lr), make_cross_entropy() if seed else make_softmax_cross_entropy())
+        model.set_parameters([Array(p, dtype=dtype).tracked() for p in params])
+        xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
+
+        def step():
+            model.forward(xa)
+            loss = model.backward(ta)
+            model.update()
+            return loss
+
+        step.model = model
+        return step
+
+    return make_step
+
+
+def make_ops_step(corgi, dtype, cost, on_logits):
+    """make_step for (a) from Array operations: one matmul node per layer, the cost, the optimizer."""
+    from corgi import Array
+    from corgi.optimizer import GradientDescent
 
     def make_step(x, labels, t, params, lr):
         xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
         ps = [Array(p, dtype=dtype).tracked() for p in params]
         optimizer = GradientDescent(lr)
-        seen["parameters"] = ps
 
         def step():
             w1, b1, w2, b2 = ps
@@ -65,11 +98,31 @@ def mlp(corgi, args):
             ps[:] = optimizer.update(ps)
             return loss[0]
 
+        step.parameters = ps
+        return step
+
+    return make_step
+
+
+def mlp(corgi, args):
+    dtype = np.dtype(args.dtype).type
+    seen = {}
+    if args.path == "ops":
+        loss_name, cost, on_logits = _cross_entropy(corgi)
+        make = make_ops_step(corgi, dtype, cost, on_logits)
+    else:
+        loss_name = f"Model, {args.path} cost"
+        make = make_model_step(corgi, dtype, args.path)
+
+    def make_step(*a):
+        step = seen["step"] = make(*a)
         return step
 
     out = common.mlp_workload(make_step, args)
+    step = seen["step"]
+    parameters = step.parameters if hasattr(step, "parameters") else step.model.parameters()
     # the parameters stay in the requested dtype through every update
-    out.update(loss=loss_name, param_dtype=str(seen["parameters"][0].dtype))
+    out.update(loss=loss_name, param_dtype=str(parameters[0].dtype))
     return out
 
 

@@ -14,28 +14,31 @@ def load(args):
     return torch
 
 
-def mlp(torch, args):
+def make_mlp_step(x, labels, t, params, lr):
+    """(a)'s step as a PyTorch user writes it: F.cross_entropy on logits, SGD in place under no_grad."""
+    import torch
     import torch.nn.functional as F
 
-    def make_step(x, labels, t, params, lr):
-        x = torch.from_numpy(x)
-        labels = torch.from_numpy(labels)
-        ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
+    x = torch.from_numpy(x)
+    labels = torch.from_numpy(labels)
+    ps = [torch.from_numpy(p.copy()).requires_grad_() for p in params]
 
-        def step():
-            w1, b1, w2, b2 = ps
-            h = torch.relu(x @ w1 + b1)
-            loss = F.cross_entropy(h @ w2 + b2, labels)  # mean over the batch
-            loss.backward()
-            with torch.no_grad():
-                for p in ps:
-                    p -= lr * p.grad  # in place: the idiomatic torch update
-                    p.grad = None
-            return loss.item()
+    def step():
+        w1, b1, w2, b2 = ps
+        h = torch.relu(x @ w1 + b1)
+        loss = F.cross_entropy(h @ w2 + b2, labels)  # mean over the batch
+        loss.backward()
+        with torch.no_grad():
+            for p in ps:
+                p -= lr * p.grad  # in place: the idiomatic torch update
+                p.grad = None
+        return loss.item()
 
-        return step
+    return step
 
-    return common.mlp_workload(make_step, args)
+
+def mlp(torch, args):
+    return common.mlp_workload(make_mlp_step, args)
 
 
 def chain_fns(torch):

@@ -15,7 +15,8 @@ the families' method mixins, which call ``apply``); it hands itself to
 from __future__ import annotations
 
 import numbers
-from typing import TYPE_CHECKING, Any, TypeGuard
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 import numpy as np
 
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from .core import Array
 
 Array_: type[Array]  # corgi's Array class, bound by core.py as soon as it exists
+_new_array = object.__new__  # an Array without __init__: its three slots are set right after
 
 
 class ArrayData:
@@ -47,26 +49,26 @@ def bind(array_class: type[Array]) -> None:
 
 def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = None) -> Array:
     """Run the registered primitive ``name`` on ``operands`` and record it if an operand is tracked."""
-    raw = [item._values if type(item) is Array_ else item for item in operands]
+    Array = Array_
+    if len(operands) == 1 and type(operands[0]) is Array:
+        return _unary(name, operands[0], params)
+    raw = [item._values if type(item) is Array else item for item in operands]
     primitive = PRIMITIVES[name]
     try:
         result = primitive.forward(*raw, **params) if params else primitive.forward(*raw)
     except ValueError as error:
-        if str(error).startswith(f"{name}:"):
-            raise
-        shapes = " and ".join(str(np.shape(r)) for r in raw)
-        raise ValueError(f"{name}: incompatible dimensions {shapes}") from None
+        _incompatible(name, error, raw)
     value = result[0]
     if type(value) is not np.ndarray:
         value = np.asarray(value)
-    out = Array_.__new__(Array_)
+    out = _new_array(Array)
     out._values = value
     out._tracked = False
     out._node = None
     inputs: list[Any] = []
     mask = 0
     for position, item in enumerate(operands):
-        if type(item) is Array_ and item._tracked:
+        if type(item) is Array and item._tracked:
             inputs.append(item._node)
             mask |= 1 << position
     if inputs and is_recording():
@@ -75,6 +77,39 @@ def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = 
         )
         out._tracked = True
     return out
+
+
+def _unary(name: str, x: Array, params: dict[str, Any] | None) -> Array:
+    """``apply`` written out for one Array operand (relu, exp, sum, softmax, ...): the same result and node."""
+    primitive = PRIMITIVES[name]
+    values = x._values
+    try:
+        result = primitive.forward(values, **params) if params else primitive.forward(values)
+    except ValueError as error:
+        _incompatible(name, error, (values,))
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = _new_array(Array_)
+    out._values = value
+    node = x._node
+    if x._tracked and node is not None and is_recording():
+        out._node = op_node(
+            (node,), name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[1], result[1]
+        )
+        out._tracked = True
+    else:
+        out._tracked = False
+        out._node = None
+    return out
+
+
+def _incompatible(name: str, error: ValueError, raw: Sequence[Any]) -> NoReturn:
+    """Re-raise a forward's ValueError: as it is if it names the operation, else naming it and the dimensions."""
+    if str(error).startswith(f"{name}:"):
+        raise error
+    shapes = " and ".join(str(np.shape(r)) for r in raw)
+    raise ValueError(f"{name}: incompatible dimensions {shapes}") from None
 
 
 def wrap(values: np.ndarray) -> Array:
@@ -88,12 +123,56 @@ def is_array(x: object) -> TypeGuard[Array]:
 
 
 def binary(name: str, x: Any, y: Any) -> Array:
-    """``apply`` to two operands, either of which may be a number or a numpy array."""
+    """``apply`` to two operands, either of which may be a number or a numpy array.
+
+    ``apply`` written out for two operands (the arithmetic operators): no
+    list of values, no loop over the operands; the same result and node.
+    """
     Array = Array_
-    return apply(
-        name,
-        (x if type(x) is Array else operand(x, name), y if type(y) is Array else operand(y, name)),
-    )
+    if type(x) is not Array:
+        x = operand(x, name)
+    if type(y) is not Array:
+        y = operand(y, name)
+    if type(x) is Array:
+        xv = x._values
+        tx = x._tracked
+    elif isinstance(x, Array):  # a subclass: the general path, as it always went
+        return apply(name, (x, y))
+    else:
+        xv = x
+        tx = False
+    if type(y) is Array:
+        yv = y._values
+        ty = y._tracked
+    elif isinstance(y, Array):
+        return apply(name, (x, y))
+    else:
+        yv = y
+        ty = False
+    primitive = PRIMITIVES[name]
+    try:
+        result = primitive.forward(xv, yv)
+    except ValueError as error:
+        _incompatible(name, error, (xv, yv))
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = _new_array(Array)
+    out._values = value
+    if (tx or ty) and is_recording():
+        if tx:
+            inputs = (x._node, y._node) if ty else (x._node,)
+        else:
+            inputs = (y._node,)
+        out._node = op_node(
+            inputs, name, result[2] if len(result) > 2 else value.size, value,
+            primitive.subsets[tx | ty << 1], result[1],
+        )
+        out._tracked = True
+    else:
+        out._tracked = False
+        out._node = None
+    return out
 
 
 def operand(x: Any, where: str) -> Any:

@@ -21,10 +21,15 @@ from .values import read_only, to_values
 Step = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
 
 
-def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_parameters") -> list[Array]:
+def step_parameters(
+    parameters: Sequence[Array], step: Step, where: str = "step_parameters", views: bool = True
+) -> list[Array]:
     """New tracked Arrays, one per parameter, from ``step(position, values, gradient)``.
 
-    ``values`` and ``gradient`` are read-only numpy views. A parameter without
+    ``values`` and ``gradient`` are read-only numpy views (``views=False``
+    hands over the arrays themselves, sparing two views per parameter: only
+    for a step known to write into neither and to keep neither, as corgi's
+    own optimizers' steps). A parameter without
     a gradient comes back as it is; every other one is replaced by a new
     tracked Array of the step's result (in the parameter's dtype, and of its
     dimensions, or a ValueError naming ``where``). The step's result is used
@@ -61,7 +66,7 @@ def step_parameters(parameters: Sequence[Array], step: Step, where: str = "step_
                 continue
             taken.append((node, gradient))
             values = parameter._values
-            value = step(position, read_only(values), read_only(gradient))
+            value = step(position, read_only(values), read_only(gradient)) if views else step(position, values, gradient)
             if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
                 value = _conformed(value, values, where, position)
             new = Array._wrap(value)

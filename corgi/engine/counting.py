@@ -11,8 +11,10 @@ The state of a node in one pass:
 - ``1`` (a plain int): the node has one consumer in this pass. Its only
   report completes it, so that report just removes the entry; no container
   is allocated and no lock is needed.
-- ``[n, tokens, reports]`` for n > 1 consumers: counting leaves the tokens
-  1, 2, ..., n in the list ``tokens``. A report extends the flat list
+- ``[n, tokens, reports]`` for n > 1 consumers: counting leaves n tokens
+  in the list ``tokens``, the token 1 first and then None for each other
+  consumer (None is one shared object: a node with half a million
+  consumers costs no int objects for them, 32 bytes each). A report extends the flat list
   ``reports`` by its order key and its delta (one ``extend``), then pops one
   token from the end of ``tokens``. Both are single operations on built-in
   lists, so they are atomic without a lock (under the GIL, and by the
@@ -36,11 +38,12 @@ step that outlived its failed pass).
 from __future__ import annotations
 
 from collections.abc import Iterator
-from operator import attrgetter, methodcaller
+from itertools import islice, repeat
+from operator import attrgetter, gt, is_not, methodcaller
 from typing import Any, Final
 
 from . import debug
-from .atomic import NEVER
+from .atomic import _FREE_THREADED, NEVER
 from .node import Node
 
 
@@ -59,6 +62,13 @@ class Outcome:
     def __repr__(self) -> str:
         return self.name
 
+
+# Release an emptied ``pending`` table: a dict keeps its table after its last key is
+# popped (about 170 bytes a node, half again the node itself, for as long as the graph
+# lives). ``if not pending: pending.clear()`` runs no eval-breaker check between the
+# test and the clear (see ``atomic``), so under the GIL no other thread or handler can
+# add a key in between. A free-threaded build has no such guarantee: there the table stays.
+SHRINK: Final = not _FREE_THREADED
 
 WAITING: Final = Outcome("WAITING")
 NOT_COUNTED: Final = Outcome("NOT_COUNTED")
@@ -100,10 +110,10 @@ def count_consumers(root: Node, key: object, reached: list[Node] | None = None) 
                 pending[key] = 1
                 push(node)
             elif type(state) is int:
-                pending[key] = [2, [1, 2], []]
+                pending[key] = [2, [1, None], []]
             else:
                 state[0] += 1
-                state[1].append(state[0])
+                state[1].append(None)
     return reached
 
 
@@ -126,6 +136,8 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
         # The only consumer in this pass. pop, not del: a failed pass may
         # have forgotten its counters while this step was still running.
         pending.pop(key, None)
+        if SHRINK and not pending:
+            pending.clear()
         return delta
     if state is None:
         return NOT_COUNTED
@@ -137,16 +149,29 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
     if state[1].pop() != 1:  # then a token
         return WAITING
     pending.pop(key, None)
+    if SHRINK and not pending:
+        pending.clear()
     return _sum_in_order(target, reports)
 
 
 def _sum_in_order(target: Node, reports: list[Any]) -> Any:
-    keys = reports[0::2]
-    received = reports[1::2]
-    reports.clear()
-    ordered = [received[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
-    del received  # combine may release each delta once it is added
-    deltas = [delta for delta in ordered if delta is not None]
+    # A serial pass reaches a node's consumers newest first, so the reports usually arrive
+    # in descending key order: then reversing them is the sort (no list of keys, no index
+    # list; at the end of a pass, when every gradient is alive, these copies set the peak).
+    if all(map(gt, islice(reports, 0, None, 2), islice(reports, 2, None, 2))):
+        ordered = reports[1::2]
+        reports.clear()
+        ordered.reverse()
+    else:
+        keys = reports[0::2]
+        received = reports[1::2]
+        reports.clear()
+        ordered = [received[i] for i in sorted(range(len(keys)), key=keys.__getitem__)]
+        del received, keys  # combine may release each delta once it is added
+    if all(map(is_not, ordered, repeat(None))):
+        deltas = ordered
+    else:
+        deltas = [delta for delta in ordered if delta is not None]
     del ordered
     return target.combine(deltas) if deltas else None
 

@@ -70,6 +70,10 @@ class Settings:
 
     workers: int
     handoff_cost: int
+    # True: a pass hands nodes to the pool only when two BLAS calls fit on the cores side by
+    # side (``threads.pool_fits``), so the pool and BLAS never oversubscribe the cores. False:
+    # whenever there are workers (for vjps that call no BLAS, and to test the pool itself).
+    share_cores: bool = True
 
 
 class Pool:
@@ -152,11 +156,15 @@ class _State:
         self.current = current
 
 
-_state = _State((Settings(_default_workers(), DEFAULT_HANDOFF_COST), None))
+_state = _State((Settings(_default_workers(), DEFAULT_HANDOFF_COST, os.environ.get("CORGI_SHARE_CORES", "1").strip() != "0"), None))
 
 
-def configure(workers: int | None = None, handoff_cost: int | None = None) -> Settings:
-    """Set the worker count and/or the hand-off threshold; return the new settings.
+def configure(workers: int | None = None, handoff_cost: int | None = None, share_cores: bool | None = None) -> Settings:
+    """Set the worker count, the hand-off threshold and/or ``share_cores``; return the new settings.
+
+    ``share_cores`` (default True, or ``CORGI_SHARE_CORES=0`` for False):
+    whether a pass leaves the cores to BLAS when the pool would oversubscribe
+    them (``corgi.engine.threads``).
 
     Passes already running keep the pool they started with, so reconfiguring
     never strands their work.
@@ -174,12 +182,15 @@ def configure(workers: int | None = None, handoff_cost: int | None = None) -> Se
         not isinstance(handoff_cost, int) or isinstance(handoff_cost, bool) or handoff_cost < 0
     ):
         raise ValueError(f"configure: handoff_cost must be a whole number >= 0, got {handoff_cost!r}")
+    if share_cores is not None and not isinstance(share_cores, bool):
+        raise TypeError(f"configure: share_cores must be True or False, got {share_cores!r}")
     while True:
         old = _state.current
         settings, pool = old
         new = Settings(
             settings.workers if workers is None else workers,
             settings.handoff_cost if handoff_cost is None else handoff_cost,
+            settings.share_cores if share_cores is None else share_cores,
         )
         kept = pool if new.workers == settings.workers else None
         if publish((_state,), "current", (old,), ((new, kept),)):

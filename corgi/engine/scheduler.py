@@ -51,6 +51,7 @@ from . import trace as _trace
 from .atomic import NEVER
 from .counting import (
     NOT_COUNTED,
+    SHRINK,
     WAITING,
     count_consumers,
     forgetting,
@@ -58,6 +59,7 @@ from .counting import (
     waiting_for,
 )
 from .node import Node
+from .threads import pool_fits
 
 _pass_ids = itertools.count(1).__next__
 
@@ -68,7 +70,17 @@ def evaluate(node: Node, delta: Any) -> Sequence[Any]:
     >>> x = Node(); evaluate(Node((x, x), lambda d: (d, 2 * d)), 5)
     (5, 10)
     """
-    deltas = node.deltas(delta)
+    return checked(node, node.deltas(delta))
+
+
+def checked(node: Node, deltas: Any) -> Sequence[Any]:
+    """``deltas``, if it is one delta per input of ``node``; else a TypeError or ValueError naming it.
+
+    >>> x = Node(); checked(Node((x, x), lambda d: d, name="pair"), [1])
+    Traceback (most recent call last):
+    ...
+    ValueError: backward of pair returned 1 deltas for 2 inputs
+    """
     try:
         count = len(deltas)
     except TypeError:
@@ -78,7 +90,7 @@ def evaluate(node: Node, delta: Any) -> Sequence[Any]:
         ) from None
     if count != len(node.inputs):
         raise ValueError(f"backward of {node.name} returned {count} deltas for {len(node.inputs)} inputs")
-    return deltas
+    return deltas  # type: ignore[no-any-return]
 
 
 class _Pass:
@@ -108,7 +120,8 @@ class _Pass:
         self.staged_nodes: list[Node] = []
         self.staged_deltas: list[Any] = []
         settings = _pool.settings()
-        self.pool = _pool.executor()
+        # the pool only if its BLAS calls fit on the cores beside the caller's (``threads``)
+        self.pool = _pool.executor() if settings.workers and (not settings.share_cores or pool_fits()) else None
         self.handoff_cost = settings.handoff_cost
         self.context: contextvars.Context | None = None
         self.trace = trace
@@ -147,20 +160,32 @@ class _Pass:
                 else:
                     stage_node(node)
                     stage_delta(delta)
-                    deltas = evaluate(node, delta) if inputs else ()
+                    if inputs:
+                        deltas = node.deltas(delta)
+                        if type(deltas) is not tuple or len(deltas) != len(inputs):
+                            deltas = checked(node, deltas)
+                    else:
+                        deltas = ()
                 keep = None
-                order = node.seq << 32
                 for position, target in enumerate(inputs):
                     sent = deltas[position]
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
-                    total = report(target, key, order | position, sent)
-                    if total is WAITING:
-                        continue
-                    if total is NOT_COUNTED:
-                        if self.error is not None:  # the pass failed and forgot its counters
-                            break
-                        raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
+                    # ``counting.report``, its first case written out: the only consumer in this pass
+                    pending = target.pending
+                    if type(pending.get(key)) is int:
+                        pending.pop(key, None)
+                        if SHRINK and not pending:
+                            pending.clear()
+                        total = sent
+                    else:
+                        total = report(target, key, node.seq << 32 | position, sent)
+                        if total is WAITING:
+                            continue
+                        if total is NOT_COUNTED:
+                            if self.error is not None:  # the pass failed and forgot its counters
+                                break
+                            raise RuntimeError(f"corgi engine: {target!r} got a delta it was not counted for")
                     # ``target``'s total for this pass is final.
                     if hooks is not None:
                         self.announce(target, total)
@@ -196,10 +221,16 @@ class _Pass:
             self.fail(error, node)
         if staged_nodes:
             with self.lock:
-                self.staged_nodes += staged_nodes
-                if yield_point is not None:
-                    yield_point("stage")
-                self.staged_deltas += staged_deltas
+                if self.staged_nodes:
+                    self.staged_nodes += staged_nodes
+                    if yield_point is not None:
+                        yield_point("stage")
+                    self.staged_deltas += staged_deltas
+                else:  # the first to stage: its lists become the pass's (no copy of a million entries)
+                    self.staged_nodes = staged_nodes
+                    if yield_point is not None:
+                        yield_point("stage")
+                    self.staged_deltas = staged_deltas
         return ran
 
     def announce(self, node: Node, total: Any) -> None:

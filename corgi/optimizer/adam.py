@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, State, check_rate
+from .base import OWN_STEPS, Optimizer, State, check_rate
 
 
 class Adam(Optimizer):
@@ -63,3 +63,6 @@ class Adam(Optimizer):
 
     def __repr__(self) -> str:
         return f"Adam({self.learning_rate}, beta1={self.beta1}, beta2={self.beta2}, epsilon={self.epsilon})"
+
+
+OWN_STEPS.add(Adam.step)

@@ -10,6 +10,10 @@ import numpy as np
 
 from ..array import Array, step_parameters
 
+# The ``step`` methods of corgi's optimizers, which write into neither array they are handed
+# and keep neither (``tests/test_optimizer.py`` checks it): ``update`` gives them the arrays themselves.
+OWN_STEPS: set[Any] = set()
+
 
 class Optimizer:
     """Turns parameters and their gradients into new, tracked parameter Arrays.
@@ -64,11 +68,14 @@ class Optimizer:
         (Array([-0.5], dimensions=(1,), tracked), True, None)
         """
         where = f"{type(self).__name__}.update"
+        # corgi's own steps neither write into the arrays they get nor keep them: no read-only views
+        # for them (a subclass that overrides ``step`` gets the views again)
+        views = type(self).step not in OWN_STEPS
         state = self.state
         if state is None:
-            return step_parameters(parameters, self.step, where)
+            return step_parameters(parameters, self.step, where, views)
         with state.transaction():
-            return step_parameters(parameters, self.step, where)
+            return step_parameters(parameters, self.step, where, views)
 
     # -- saving and restoring -------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, check_rate
+from .base import OWN_STEPS, Optimizer, check_rate
 
 
 class GradientDescent(Optimizer):
@@ -28,8 +28,16 @@ class GradientDescent(Optimizer):
         >>> GradientDescent(0.5).step(0, np.array([1.0, 2.0]), np.array([4.0, -2.0])).tolist()
         [-1.0, 3.0]
         """
-        result: np.ndarray = value - self.learning_rate * gradient
-        return result
+        result: np.ndarray = gradient * self.learning_rate
+        if result.dtype == value.dtype and result.shape == value.shape:
+            # ``value - result``, bit for bit, into the product's own buffer: one new array, not two
+            np.subtract(value, result, out=result)
+            return result
+        other: np.ndarray = value - result  # (a learning rate of another float type: numpy's own rules)
+        return other
 
     def __repr__(self) -> str:
         return f"GradientDescent({self.learning_rate})"
+
+
+OWN_STEPS.add(GradientDescent.step)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .base import Optimizer, State, check_rate
+from .base import OWN_STEPS, Optimizer, State, check_rate
 
 
 class Momentum(Optimizer):
@@ -50,3 +50,6 @@ class Momentum(Optimizer):
 
     def __repr__(self) -> str:
         return f"Momentum({self.learning_rate}, momentum={self.momentum})"
+
+
+OWN_STEPS.add(Momentum.step)
