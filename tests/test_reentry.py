@@ -97,21 +97,31 @@ def test_finalizers_that_call_corgi_run_inside_passes(workers, fast_switching, c
     ledger = _ledger(leaves)
     stop = []
 
+    errors = []  # Python swallows what a finalizer raises: keep it, and keep the chain going
+
     class Trash:
         def __init__(self):
             self.cycle = self  # only the cycle collector frees it
 
         def __del__(self):
             if not stop:
-                ledger.intrude()
-                Trash()  # the next collection has something to finalize too
+                try:
+                    ledger.intrude()
+                except BaseException as error:  # noqa: BLE001 - asserted below
+                    errors.append(error)
+                finally:
+                    Trash()  # the next collection has something to finalize too
 
     def finalized():
         if not stop:
-            ledger.intrude()
-            holder = [None]
-            holder[0] = holder
-            weakref.finalize(_Cyclic(holder), finalized)
+            try:
+                ledger.intrude()
+            except BaseException as error:  # noqa: BLE001 - asserted below
+                errors.append(error)
+            finally:
+                holder = [None]
+                holder[0] = holder
+                weakref.finalize(_Cyclic(holder), finalized)
 
     Trash()
     holder = [None]
@@ -131,7 +141,8 @@ def test_finalizers_that_call_corgi_run_inside_passes(workers, fast_switching, c
             f"\n[reentry] workers={workers}: {ledger.calls} finalizers called corgi during {2 * passes} passes,"
             f" {ledger.inside} of them from inside the engine"
         )
-    assert ledger.inside > 50
+    assert not errors, f"finalizers that called corgi raised: {errors[:3]!r}"
+    assert ledger.inside > 50, (ledger.calls, ledger.inside, gc.isenabled(), gc.get_threshold())
     ledger.check(2 * passes)
 
 
@@ -157,14 +168,24 @@ def test_signal_handlers_that_call_corgi_run_inside_passes(workers, fast_switchi
     nested = []
     inside = []
 
+    busy = []
+
     def handler(signum, frame):
-        names = []
-        while frame is not None:
-            names.append(frame.f_code.co_filename)
-            frame = frame.f_back
-        inside.append(any(name.endswith("scheduler.py") for name in names))
-        ledger.intrude(nested_root=root)
-        nested.append(1)
+        # On a loaded machine the handler's own passes can outlast the 300 us period: an alarm
+        # landing in the handler returns at once, or handlers would nest until RecursionError.
+        if busy:
+            return
+        busy.append(True)
+        try:
+            names = []
+            while frame is not None:
+                names.append(frame.f_code.co_filename)
+                frame = frame.f_back
+            inside.append(any(name.endswith("scheduler.py") for name in names))
+            ledger.intrude(nested_root=root)
+            nested.append(1)
+        finally:
+            busy.clear()
 
     previous = signal.signal(signal.SIGALRM, handler)
     passes = 400
