@@ -326,20 +326,20 @@ def rounds_note(recs):
 
 def render(results, machine, quick=False):
     v = machine["versions"]
-    out = [f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, "
-           f"numpy {v['numpy']}, torch {v['torch']}, autograd {v['autograd']}"
-           + (" -- QUICK run (small sizes)" if quick else ""),
-           f"Load average before/after: {machine['load_before'][0]:.2f} / "
-           f"{machine['load_after'][0]:.2f}; wall time {machine['wall_s']} s"]
+    out = [(f"Machine: {machine['cpu']}, {machine['cpus']} CPUs, Python {machine['python']}, "
+            f"numpy {v['numpy']}, torch {v['torch']}, autograd {v['autograd']}"
+            + (" -- QUICK run (small sizes)" if quick else "")),
+           (f"Load average before/after: {machine['load_before'][0]:.2f} / "
+            f"{machine['load_after'][0]:.2f}; wall time {machine['wall_s']} s")]
     if machine["load_before"][0] > 0.5 * (machine["cpus"] or 1):
         # Other processes competed for the cores: 2-thread rows suffer most. (Only the load
         # before the run counts: the run's own 2-thread children raise the load after it.)
         out.append("WARNING: the machine was busy during this run; timings are noisy.")
-    for key in RENDER:
+    for key, render in RENDER.items():
         recs = [r for r in results if r["key"] == key]
         if not recs:
             continue
-        out += ["", f"### {TITLES[key]}", "", RENDER[key](recs)]
+        out += ["", f"### {TITLES[key]}", "", render(recs)]
         note = rounds_note(recs)
         if note:
             out.append(note)

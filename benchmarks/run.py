@@ -180,7 +180,7 @@ def run_child(peer, workload, options, threads=1, timeout=CHILD_TIMEOUT_S, pin_m
     record = {"peer": peer, "workload": workload, "cmd": " ".join(cmd[1:])}
     try:
         proc = subprocess.run(cmd, cwd=ROOT, env=child_env(threads, pin_malloc), capture_output=True,
-                              text=True, timeout=timeout)
+                              text=True, timeout=timeout, check=False)
     except subprocess.TimeoutExpired:
         record.update(status="timeout", error=f"no result within {timeout} s")
         return record

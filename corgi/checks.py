@@ -21,12 +21,11 @@ TypeError: Model.predict: batch_size must be a whole number, got 2.5 (float)
 from __future__ import annotations
 
 import operator
-from typing import Optional
 
 # (numpy's integer types pass through ``operator.index``; floats, bools and strings do not)
 
 
-def whole_number(value: object, what: str, where: str, minimum: Optional[int] = 0) -> int:
+def whole_number(value: object, what: str, where: str, minimum: int | None = 0) -> int:
     """``value`` as an ``int`` if it is a whole number >= ``minimum`` (``None``: any).
 
     Accepts Python and numpy integers. Anything else (floats, even 2.0;
@@ -42,7 +41,7 @@ def whole_number(value: object, what: str, where: str, minimum: Optional[int] = 
     TypeError: Dense: size must be a whole number, got True (bool)
     """
     if isinstance(value, bool):
-        number: Optional[int] = None
+        number: int | None = None
     else:
         try:
             number = operator.index(value)  # type: ignore[arg-type]
@@ -56,7 +55,7 @@ def whole_number(value: object, what: str, where: str, minimum: Optional[int] = 
 
 
 def whole_numbers(
-    values: object, what: str, where: str, count: Optional[int] = None, minimum: Optional[int] = 1
+    values: object, what: str, where: str, count: int | None = None, minimum: int | None = 1
 ) -> tuple[int, ...]:
     """``values`` as a tuple of ``int``, each a whole number >= ``minimum`` (``None``: any); ``count`` of them if given.
 
@@ -78,7 +77,7 @@ def whole_numbers(
     TypeError: Pool: pool must be a sequence of 2 whole numbers, got 3 (int)
     """
     amount = "" if count is None else f"{count} "
-    items: Optional[tuple[object, ...]]
+    items: tuple[object, ...] | None
     if isinstance(values, (str, bytes)):
         items = None
     else:

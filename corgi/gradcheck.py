@@ -10,7 +10,8 @@ model's cost of one input and target as ``f``.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Optional, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -70,6 +71,11 @@ def gradcheck_model(
     ``model`` is a ``corgi.model.Model`` (anything with ``named_parameters``,
     ``set_parameters``, ``forward`` and ``cost``). Its parameters are
     restored afterwards; a mismatch names the parameter, e.g. ``0.weights``.
+    The check runs in float64 whatever the model's float type: parameters,
+    input and target are converted for it. Layers that draw random numbers
+    on every forward (``Dropout`` in training mode) make the loss a
+    different function at each evaluation: check such a model in evaluation
+    mode (``model.eval()``), or with the randomness fixed.
 
     >>> from corgi import activation, arr, cost, initializer
     >>> from corgi.layer import Dense
@@ -85,9 +91,14 @@ def gradcheck_model(
     originals = [parameter for _, parameter in named]
     output = model.output
 
+    # the check works in float64 (``_check`` converts the parameters); so must the data
+    input = _as_float64(input, "input")
+    target = _as_float64(target, "target")
+
     def loss(*parameters: Array) -> Array:
         model.set_parameters(parameters)
-        return model.cost(model.forward(input), target)
+        value: Array = model.cost(model.forward(input), target)
+        return value
 
     try:
         return _check(loss, originals, [f"parameter {name}" for name, _ in named], eps, rtol, atol, seed)
@@ -99,7 +110,7 @@ def gradcheck_model(
 def _check(
     f: Callable[..., Array],
     inputs: Sequence[Array],
-    names: Optional[Sequence[str]],
+    names: Sequence[str] | None,
     eps: float,
     rtol: float,
     atol: float,
@@ -141,6 +152,13 @@ def _check(
             f"finite difference {numeric!r} (rtol={rtol}, atol={atol})"
         )
     return True
+
+
+def _as_float64(x: Any, what: str) -> Any:
+    """An Array of another float type as a float64 Array (numpy values pass through as they are)."""
+    if isinstance(x, Array) and x.dtype != np.float64:
+        return Array(x.numpy(), dtype=np.float64)
+    return x
 
 
 def _float64(x: Array, position: int) -> np.ndarray:

@@ -124,8 +124,11 @@ class Model:
         if self.output is None:
             raise ValueError("Model.backward: no output yet; call forward(input) first")
         loss = self.cost(self.output, target)
+        value = loss.sum_all()
+        # Nothing runs between the pass's commit and this return (a return checks for no
+        # pending signal), so an interrupt raises here only if the pass committed nothing.
         loss.backward()
-        return loss.sum_all()
+        return value
 
     def update(self) -> None:
         """Let the optimizer replace the parameters (new Arrays) and clear their gradients.

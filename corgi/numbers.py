@@ -13,11 +13,9 @@ dtype('float32')
 
 from __future__ import annotations
 
-from typing import Union
-
 import numpy as np
 
-FloatType = Union[type, str, np.dtype]
+FloatType = type | str | np.dtype
 
 _FLOATS = (np.float32, np.float64)
 _default: type = np.float64

@@ -31,18 +31,22 @@ import sys
 import tempfile
 import threading
 from collections import Counter
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Optional
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import corgi.engine as engine  # noqa: E402
-from corgi import Array, allclose, arr  # noqa: E402
+from corgi import (
+    Array,
+    allclose,
+    arr,
+    engine,
+)
 
 DIAGRAMS = ROOT / "docs" / "diagrams"
 ENGINE_DOC = ROOT / "docs" / "engine.md"
@@ -53,7 +57,7 @@ STAMP = "<!-- corgi diagram source sha256: {} -->"
 
 
 @contextlib.contextmanager
-def engine_settings(workers: int, handoff_cost: Optional[int] = None) -> Iterator[None]:
+def engine_settings(workers: int, handoff_cost: int | None = None) -> Iterator[None]:
     """Run the block with these engine settings and restore the old ones after."""
     before = engine.settings()
     engine.configure(workers=workers, handoff_cost=before.handoff_cost if handoff_cost is None else handoff_cost)
@@ -148,7 +152,7 @@ def concurrent() -> engine.Trace:
     def run(root: Array) -> None:
         try:
             root.backward()
-        except BaseException as failure:  # noqa: B036 - reported below
+        except BaseException as failure:  # noqa: BLE001 - reported below
             failures.append(failure)
 
     with engine_settings(workers=2), engine.trace() as t:
@@ -320,12 +324,12 @@ def embed(name: str, diagram: str, svg: bool) -> str:
 
 def embedded(document: str) -> dict[str, str]:
     """The blocks between diagram markers in ``document``, by name."""
-    pattern = re.compile(r"<!-- diagram:(\w+) -->\n((?:(?!<!--).)*?)\n?<!-- /diagram -->", re.S)
+    pattern = re.compile(r"<!-- diagram:(\w+) -->\n((?:(?!<!--).)*?)\n?<!-- /diagram -->", re.DOTALL)
     return {match.group(1): match.group(2) for match in pattern.finditer(document)}
 
 
 def replace_embedded(document: str, name: str, block: str) -> str:
-    pattern = re.compile(rf"(<!-- diagram:{name} -->\n)(?:(?!<!--).)*?\n?(<!-- /diagram -->)", re.S)
+    pattern = re.compile(rf"(<!-- diagram:{name} -->\n)(?:(?!<!--).)*?\n?(<!-- /diagram -->)", re.DOTALL)
     if not pattern.search(document):
         raise ValueError(f"docs/engine.md has no <!-- diagram:{name} --> ... <!-- /diagram --> markers")
     return pattern.sub(lambda match: match.group(1) + block + "\n" + match.group(2), document)
@@ -343,13 +347,13 @@ def svg_is_current(name: str) -> bool:
     return STAMP.format(source_hash(mmd.read_text())) in svg.read_text()
 
 
-def find_renderer() -> Optional[list[str]]:
+def find_renderer() -> list[str] | None:
     """The Mermaid CLI command, or None: ``$MMDC``, ``mmdc`` on PATH."""
     command = os.environ.get("MMDC") or shutil.which("mmdc")
     return [command] if command else None
 
 
-def find_browser() -> Optional[str]:
+def find_browser() -> str | None:
     """A Chromium for the Mermaid CLI: ``$PUPPETEER_EXECUTABLE_PATH`` or Debian's."""
     path = os.environ.get("PUPPETEER_EXECUTABLE_PATH")
     if path:
@@ -361,7 +365,7 @@ def find_browser() -> Optional[str]:
     return None
 
 
-def render(name: str, renderer: list[str], browser: Optional[str]) -> None:
+def render(name: str, renderer: list[str], browser: str | None) -> None:
     """docs/diagrams/<name>.mmd -> <name>.svg, stamped with the source's hash."""
     mmd, svg = DIAGRAMS / f"{name}.mmd", DIAGRAMS / f"{name}.svg"
     with tempfile.TemporaryDirectory() as scratch:
@@ -397,14 +401,12 @@ def stale() -> list[str]:
             continue
         committed = path.read_text().strip()
         svg = (DIAGRAMS / f"{scenario.name}.svg").exists()
-        if blocks.get(scenario.name) != embed(scenario.name, committed, svg):
-            names.append(scenario.name)
-        elif not same_structure(committed, record(scenario), scenario.ordered):
+        if blocks.get(scenario.name) != embed(scenario.name, committed, svg) or not same_structure(committed, record(scenario), scenario.ordered):
             names.append(scenario.name)
     return names
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--force", action="store_true", help="re-record every diagram from a new run")
     parser.add_argument("--check", action="store_true", help="only report stale diagrams; exit 1 if any")

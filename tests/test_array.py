@@ -201,7 +201,7 @@ def test_equality_needs_equal_dimensions_and_values():
 
 def test_equality_with_other_types_is_false_and_arrays_are_unhashable():
     a = arr(1.0)
-    assert (a == [1.0]) is False and (a == None) is False and a != "a"  # noqa: E711
+    assert (a == [1.0]) is False and (a == None) is False and a != "a"
     with pytest.raises(TypeError):
         hash(a)
 

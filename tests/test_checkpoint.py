@@ -342,7 +342,7 @@ def test_a_real_ctrl_c_during_saves_never_damages_the_checkpoint(tmp_path):
     rounds, side = 16, 1000
     child = subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(f"""
-            import sys, time
+            import signal, sys, time
             from pathlib import Path
             from corgi.initializer import make_he
             from corgi.layer import Dense
@@ -350,20 +350,36 @@ def test_a_real_ctrl_c_during_saves_never_damages_the_checkpoint(tmp_path):
             path = Path({str(tmp_path)!r}) / "ckpt"
             models = [Model([Dense({side}, {side}, make_he(rng=seed))]) for seed in range({rounds} + 1)]
             models[0].save(path)
-            for seed in range(1, {rounds} + 1):
-                while True:  # wait for the go; a late interrupt may land here
+
+            def hold_interrupts():  # block SIGINT; one landing while we get there is simply retried
+                while True:
                     try:
+                        signal.pthread_sigmask(signal.SIG_BLOCK, {{signal.SIGINT}})
+                        return
+                    except KeyboardInterrupt:
+                        pass
+
+            hold_interrupts()
+            for seed in range(1, {rounds} + 1):
+                while True:  # wait for the go; an interrupt held back from the last round lands here
+                    try:
+                        signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
                         sys.stdin.readline()
                         break
                     except KeyboardInterrupt:
                         print("late", flush=True)
+                hold_interrupts()
                 print("start", flush=True)
                 began = time.perf_counter()
+                outcome = "interrupted"
                 try:
+                    signal.pthread_sigmask(signal.SIG_UNBLOCK, {{signal.SIGINT}})
                     models[seed].save(path)
-                    print("done", seed, time.perf_counter() - began, flush=True)
+                    outcome = "done"
                 except KeyboardInterrupt:
-                    print("interrupted", seed, time.perf_counter() - began, flush=True)
+                    pass
+                hold_interrupts()  # exactly one outcome line per round, never cut short
+                print(outcome, seed, time.perf_counter() - began, flush=True)
         """)],
         cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
     )

@@ -15,6 +15,7 @@ it is skipped where PyTorch is not installed.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 from typing import Any
@@ -195,7 +196,7 @@ class TorchBackend:
         if name == "split":
             size = x.shape[params["axis"]]
             bounds = [0, *params["cuts"], size]
-            return torch.split(x, [b - a for a, b in zip(bounds, bounds[1:])], dim=params["axis"])[params["piece"]]
+            return torch.split(x, [b - a for a, b in itertools.pairwise(bounds)], dim=params["axis"])[params["piece"]]
         if name == "matmul":
             return x @ args[1]
         if name == "softmax":

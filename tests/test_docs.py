@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-import corgi.engine as engine
+from corgi import engine
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -24,7 +24,7 @@ DOC_FILES = [
     "README.md", "docs/README.md", "docs/architecture.md", "docs/engine.md", "docs/tutorial.md", "docs/porting.md",
     "docs/operations.md", "docs/distributed.md",
 ]
-FENCE = re.compile(r"^```(\S*)[ \t]*(.*?)\n(.*?)^```[ \t]*$", re.S | re.M)
+FENCE = re.compile(r"^```(\S*)[ \t]*(.*?)\n(.*?)^```[ \t]*$", re.DOTALL | re.MULTILINE)
 
 
 def _load_make_diagrams():
@@ -167,7 +167,7 @@ def test_structure_ignores_threads_and_node_numbering_of_concurrent_passes():
     swapped = committed.replace("N1", "N_").replace("N6", "N1").replace("N_", "N6")
     # Renumber every label, in the participants and in the counts, as a
     # different arrival order of the two passes' counting would.
-    renumbered = re.sub(r"(\w+) (\d+)(?= waits for|$)", lambda m: f"{m.group(1)} {int(m.group(2)) + 10}", committed, flags=re.M)
+    renumbered = re.sub(r"(\w+) (\d+)(?= waits for|$)", lambda m: f"{m.group(1)} {int(m.group(2)) + 10}", committed, flags=re.MULTILINE)
     assert renumbered != committed
     expected = make_diagrams.structure(committed, ordered=False)
     assert make_diagrams.structure(other_threads, ordered=False) == expected

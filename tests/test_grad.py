@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from concurrency import run_threads
 
-from corgi import Array, allclose, arr, concatenate, grad, no_grad, where
+from corgi import Array, arr, concatenate, grad, no_grad, where
 from corgi.engine import Node, backward, configure
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.usefixtures("engine_state")]

@@ -28,7 +28,7 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def _all_cases():
-    import test_gradients_array_api  # noqa: F401 - its @covers and float32 cases count too
+    import test_gradients_array_api
 
     return test_gradients_array_api.FLOAT32_CASES
 
@@ -317,9 +317,7 @@ def matmul_cases(draw):
             m = 1
     if vector_b:
         batch_b = ()
-        if dot:
-            n = 1
-        elif tb:
+        if dot or tb:
             n = 1
         else:
             k = 1

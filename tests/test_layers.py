@@ -6,7 +6,7 @@ import pickle
 import numpy as np
 import pytest
 
-from corgi import Array, arr, gradcheck
+from corgi import Array, gradcheck
 from corgi.activation import make_relu, make_sigmoid, make_softmax, make_tanh
 from corgi.cost import make_cross_entropy, make_mse, make_softmax_cross_entropy
 from corgi.initializer import make_he
@@ -246,14 +246,6 @@ def test_buffers_are_read_only_views_and_replaced_all_or_nothing():
 # -- pickling and copying --------------------------------------------------------------------
 
 
-def arrays_pickle() -> bool:
-    try:
-        pickle.dumps(arr(1.0).tracked())
-    except TypeError:
-        return False
-    return True
-
-
 def test_activations_costs_and_initializers_pickle_and_copy():
     for make in (make_relu, make_sigmoid, make_tanh, make_softmax, make_mse, make_cross_entropy,
                  make_softmax_cross_entropy):
@@ -280,7 +272,6 @@ def test_parameterless_layers_pickle_and_copy():
     assert twin.forward(ones(4, 4)) == dropout.forward(ones(4, 4))  # same generator position
 
 
-@pytest.mark.skipif(not arrays_pickle(), reason="pickling a tracked Array arrives with the array API branch")
 def test_layers_with_parameters_pickle_and_copy():
     he = make_he(rng=0)
     for layer, x in ((Dense(3, 2, he, make_relu(), dtype="float32"), ones(2, 3, dtype="float32")),

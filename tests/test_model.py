@@ -443,3 +443,12 @@ def test_the_last_output_is_not_part_of_a_pickled_model():
         assert twin.output is None and repr(twin) == repr(model)
     # each copy carries the dropout generator's position: the same next mask as the original
     assert pickled(x) == copied(x) == model(x)
+
+
+def test_gradcheck_model_checks_a_float32_model_in_float64_and_leaves_it_float32():
+    model = Model([Dense(3, 2, make_he(rng=0), make_tanh(), dtype="float32")], GradientDescent(0.1), make_mse())
+    before = [p.numpy().copy() for p in model.parameters()]
+    x = Array(np.linspace(-1.0, 1.0, 6).reshape(2, 3), dtype="float32")
+    assert gradcheck_model(model, x, Array(np.zeros((2, 2)), dtype="float32"))
+    assert all(p.dtype == np.float32 for p in model.parameters())
+    assert all(np.array_equal(p.numpy(), b) for p, b in zip(model.parameters(), before))

@@ -23,7 +23,7 @@ from corgi.array import COMPOSED, PRIMITIVES
 from corgi.array.interop import FUNCTIONS, UFUNCS, VALUES_ONLY
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_docstrings import public_members  # noqa: E402 - the same walk as the docstring check
+from test_docstrings import public_members
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "operations.md"
 TEXT = DOC.read_text()
@@ -100,7 +100,7 @@ def test_every_numpy_function_the_interop_serves_is_listed():
 
 def test_the_meeting_points_are_one_numbered_section():
     section = TEXT.split("## Where corgi and numpy meet", 1)[1].split("\n## ", 1)[0]
-    numbers = [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, flags=re.M)]
+    numbers = [int(n) for n in re.findall(r"^(\d+)\. \*\*", section, flags=re.MULTILINE)]
     assert numbers == list(range(1, len(numbers) + 1)) and len(numbers) >= 12
     for phrase in ("IndexError", "sum(k)", "axis", "(1,)", "assert_eq!", "mask", "TypeError", "np.asarray", "evenly"):
         assert phrase in section, phrase

@@ -5,9 +5,9 @@ from __future__ import annotations
 import threading
 
 import pytest
+from concurrency import run_threads
 
 from corgi import Array, arr, no_grad
-from concurrency import run_threads
 
 
 def test_operations_under_no_grad_are_untracked_and_keep_their_values():
@@ -31,9 +31,8 @@ def test_nested_and_reused_no_grad_restores_recording_on_the_way_out():
 
 def test_an_exception_inside_no_grad_restores_recording():
     w = arr(1.0).tracked()
-    with pytest.raises(ZeroDivisionError):
-        with no_grad():
-            1 / 0
+    with pytest.raises(ZeroDivisionError), no_grad():
+        1 / 0
     assert (w * 2.0).is_tracked
 
 

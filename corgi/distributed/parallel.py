@@ -270,6 +270,8 @@ class DataParallel:
         model = self._model("backward")
         if self._counting is None or model.output is None:
             raise ValueError("DataParallel.backward: no step under way; call forward(input) first")
+        if model.cost is None:
+            raise ValueError("DataParallel.backward: the model has no cost; use backward_loss(loss, count)")
         return self.backward_loss(model.cost(model.output, target), examples(model.output))
 
     def backward_loss(self, loss: Array, count: int) -> float:
