@@ -27,7 +27,7 @@ class BatchNorm(Layer):
 
     In training mode the layer uses the batch's own mean and (biased)
     variance, records the graph through them (the gradient flows through
-    the statistics: it is composed of ``mean``, ``sub``, ``mul``, ``sqrt``,
+    the statistics: it is composed of ``mean``, ``sub``, ``square``, ``mul``, ``sqrt``,
     no gradient code of its own), and updates the running statistics with
     the unbiased variance: ``running = (1 - momentum) * running + momentum
     * batch`` (``momentum=None``: the cumulative mean of every batch so
@@ -125,7 +125,7 @@ class BatchNorm(Layer):
         axes = (0,) + tuple(range(2, len(shape)))
         batch_mean = x.mean(axis=axes, keepdims=True)
         centered = x - batch_mean
-        batch_var = (centered * centered).mean(axis=axes, keepdims=True)  # biased, as the normalisation uses
+        batch_var = centered.square().mean(axis=axes, keepdims=True)  # biased, as the normalisation uses
         out: Array = centered * ((batch_var + self.eps).sqrt().reciprocal() * scale) + shift
         self._commit(batch_mean.numpy().reshape(-1), batch_var.numpy().reshape(-1) * (count / (count - 1)))
         return out
