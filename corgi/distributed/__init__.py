@@ -9,7 +9,7 @@ program whether an MPI launcher started it as one of several ranks. Run a
 script with ``mpiexec -n 4 python script.py``; see docs/distributed.md.
 
 mpi4py is imported only when a communicator is needed (``pip install
-'corgi[mpi]'``): ``import corgi`` and ``import corgi.distributed`` never load
+'corgi-autodiff[mpi]'``): ``import corgi`` and ``import corgi.distributed`` never load
 it, and ``LocalComm()`` runs everything in one process without MPI.
 
 >>> import numpy as np
