@@ -13,23 +13,28 @@ def load(args):
     return np
 
 
-def make_mlp_step(x, labels, t, params, lr):
+def loss_and_gradients(params, x, t):
+    """The MLP's mean softmax cross-entropy and its four gradients, by hand: every floor step runs this."""
+    w1, b1, w2, b2 = params
     batch = x.shape[0]
+    z1 = x @ w1 + b1
+    h = np.maximum(z1, 0)
+    z2 = h @ w2 + b2
+    z2 = z2 - z2.max(axis=1, keepdims=True)  # stable softmax
+    e = np.exp(z2)
+    s = e.sum(axis=1, keepdims=True)
+    loss = -(t * (z2 - np.log(s))).sum() / batch
+    dz2 = (e / s - t) / batch  # d(mean cross-entropy)/d(logits)
+    dh = dz2 @ w2.T
+    dz1 = dh * (z1 > 0)
+    return loss, (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+
+
+def make_mlp_step(x, labels, t, params, lr):
     state = {"params": params}
 
     def step():
-        w1, b1, w2, b2 = state["params"]
-        z1 = x @ w1 + b1
-        h = np.maximum(z1, 0)
-        z2 = h @ w2 + b2
-        z2 = z2 - z2.max(axis=1, keepdims=True)  # stable softmax
-        e = np.exp(z2)
-        s = e.sum(axis=1, keepdims=True)
-        loss = -(t * (z2 - np.log(s))).sum() / batch
-        dz2 = (e / s - t) / batch  # d(mean cross-entropy)/d(logits)
-        dh = dz2 @ w2.T
-        dz1 = dh * (z1 > 0)
-        grads = (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+        loss, grads = loss_and_gradients(state["params"], x, t)
         # New arrays rather than in-place updates, as corgi's values are immutable.
         state["params"] = [p - lr * g for p, g in zip(state["params"], grads)]
         return float(loss)
@@ -40,25 +45,13 @@ def make_mlp_step(x, labels, t, params, lr):
 def make_mlp_step_inplace(x, labels, t, params, lr):
     """The same step updating the parameters in place, as a hand-written numpy loop would: the real floor.
 
-    Every product and temporary is the one ``make_mlp_step`` computes (so the results agree bit for
-    bit); only the update differs: ``p -= lr * g`` writes into the parameter's own buffer."""
-    batch = x.shape[0]
+    The loss and gradients are ``make_mlp_step``'s (so the results agree bit for bit); only the
+    update differs: ``p -= lr * g`` writes into the parameter's own buffer."""
     params = [p.copy() for p in params]  # ours to write
     lr = params[0].dtype.type(lr)
 
     def step():
-        w1, b1, w2, b2 = params
-        z1 = x @ w1 + b1
-        h = np.maximum(z1, 0)
-        z2 = h @ w2 + b2
-        z2 = z2 - z2.max(axis=1, keepdims=True)
-        e = np.exp(z2)
-        s = e.sum(axis=1, keepdims=True)
-        loss = -(t * (z2 - np.log(s))).sum() / batch
-        dz2 = (e / s - t) / batch
-        dh = dz2 @ w2.T
-        dz1 = dh * (z1 > 0)
-        grads = (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+        loss, grads = loss_and_gradients(params, x, t)
         for p, g in zip(params, grads):
             g *= lr
             p -= g
@@ -145,19 +138,7 @@ def train(np_, args):
     state = {"params": training.initial_weights("mlp", dtype)}
 
     def step(x, labels, t, lr):
-        w1, b1, w2, b2 = state["params"]
-        batch = x.shape[0]
-        z1 = x @ w1 + b1
-        h = np.maximum(z1, 0)
-        z2 = h @ w2 + b2
-        z2 = z2 - z2.max(axis=1, keepdims=True)
-        e = np.exp(z2)
-        s = e.sum(axis=1, keepdims=True)
-        loss = -(t * (z2 - np.log(s))).sum() / batch
-        dz2 = (e / s - t) / batch
-        dh = dz2 @ w2.T
-        dz1 = dh * (z1 > 0)
-        grads = (x.T @ dz1, dz1.sum(axis=0), h.T @ dz2, dz2.sum(axis=0))
+        loss, grads = loss_and_gradients(state["params"], x, t)
         state["params"] = [p - dtype(lr) * g for p, g in zip(state["params"], grads)]
         return float(loss)
 
