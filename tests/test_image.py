@@ -16,6 +16,7 @@ import sys
 import numpy as np
 import pytest
 from sweep import check, distinct
+from test_gradients import conv_reference  # the cross-correlation written as its sum over windows
 
 from corgi import Array, engine
 
@@ -118,19 +119,6 @@ def test_conv_and_max_pool_keep_the_dtype_of_their_inputs(dtype):
     out = x.conv(w, (2, 1)).max_pool((2, 2), (1, 2))
     out.backward()
     assert out.numpy().dtype == x.gradient().numpy().dtype == w.gradient().numpy().dtype == dtype
-
-
-def conv_reference(x: np.ndarray, w: np.ndarray, stride: tuple[int, int]) -> np.ndarray:
-    """The cross-correlation written as its sum over windows."""
-    count, _, f_rows, f_cols = w.shape
-    out_rows = (x.shape[-2] - f_rows) // stride[0] + 1
-    out_cols = (x.shape[-1] - f_cols) // stride[1] + 1
-    out = np.zeros(x.shape[:-3] + (count, out_rows, out_cols))
-    for i in range(out_rows):
-        for j in range(out_cols):
-            window = x[..., i * stride[0] : i * stride[0] + f_rows, j * stride[1] : j * stride[1] + f_cols]
-            out[..., :, i, j] = np.einsum("...drc,kdrc->...k", window, w)
-    return out
 
 
 @pytest.mark.parametrize("stride", [(1, 1), (2, 2), (3, 1)])
