@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from corgi import Array, gradcheck
+from corgi import Array, allclose, gradcheck
 
 SWEEP = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 RTOL, ATOL = 1e-5, 1e-7
@@ -51,3 +51,23 @@ def distinct(rng, shape, spacing=0.1):
 seeds = st.integers(0, 2**32 - 1)
 shapes = hnp.array_shapes(min_dims=1, max_dims=4, min_side=1, max_side=3)
 pairs = hnp.mutually_broadcastable_shapes(num_shapes=2, min_dims=1, max_dims=4, max_side=3)
+
+
+def check_float32(f, inputs, float64_out=True):
+    """``f`` on float32 ``inputs`` stays float32, value and gradients, and agrees with float64 to float32 precision.
+
+    ``float64_out``: whether ``f`` on float64 inputs gives float64 (not for a function that casts to float32 itself).
+    """
+    inputs = [x.tracked() for x in inputs]
+    out = f(*inputs)
+    assert out.dtype == np.float32
+    out.backward()
+    for x in inputs:
+        assert x.gradient() is not None and x.gradient().dtype == np.float32
+    inputs64 = [Array(x.numpy(), dtype="float64").tracked() for x in inputs]
+    out64 = f(*inputs64)
+    assert (out64.dtype == np.float64) == float64_out
+    out64.backward()
+    assert allclose(Array(out.numpy(), dtype="float64"), out64, rtol=1e-5, atol=1e-6)
+    for x32, x64 in zip(inputs, inputs64):
+        assert allclose(Array(x32.gradient().numpy(), dtype="float64"), x64.gradient(), rtol=1e-4, atol=1e-5)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sweep import COVERED, SWEEP, away_from_zero, check, covers, pairs, seeds, shapes, uniform
+from sweep import COVERED, SWEEP, away_from_zero, check, check_float32, covers, pairs, seeds, shapes, uniform
 
 from corgi import Array, allclose, arr
 from corgi.array import COMPOSED, PRIMITIVES
@@ -601,19 +601,7 @@ FLOAT32_CASES = [
 
 @pytest.mark.parametrize("name, f, input_shapes", FLOAT32_CASES, ids=[c[0] for c in FLOAT32_CASES])
 def test_float32_in_float32_out(name, f, input_shapes):
-    inputs = [x.tracked() for x in _f32(*input_shapes)]
-    out = f(*inputs)
-    assert out.dtype == np.float32
-    out.backward()
-    for x in inputs:
-        assert x.gradient() is not None and x.gradient().dtype == np.float32
-    # and the float32 gradients agree with float64 ones to float32 precision
-    inputs64 = [Array(x.numpy(), dtype="float64").tracked() for x in inputs]
-    out64 = f(*inputs64)
-    assert out64.dtype == np.float64
-    out64.backward()
-    for x32, x64 in zip(inputs, inputs64):
-        assert allclose(Array(x32.gradient().numpy(), dtype="float64"), x64.gradient(), rtol=1e-4, atol=1e-5)
+    check_float32(f, _f32(*input_shapes))
 
 
 def test_float32_gradient_of_a_float64_mix_keeps_each_dtype():

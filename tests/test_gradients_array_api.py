@@ -14,7 +14,7 @@ import pytest
 from hypothesis import assume, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
-from sweep import SWEEP, away_from_zero, check, covers, distinct, pairs, seeds, shapes, uniform
+from sweep import SWEEP, away_from_zero, check, check_float32, covers, distinct, pairs, seeds, shapes, uniform
 
 from corgi import Array, allclose, concatenate, maximum, minimum, split, stack, where
 
@@ -448,15 +448,4 @@ FLOAT32_CASES = [
 
 @pytest.mark.parametrize("name, f, input_shapes", FLOAT32_CASES, ids=[c[0] for c in FLOAT32_CASES])
 def test_float32_in_float32_out(name, f, input_shapes):
-    inputs = [x.tracked() for x in _f32(*input_shapes)]
-    out = f(*inputs)
-    assert out.dtype == np.float32
-    out.backward()
-    for x in inputs:
-        assert x.gradient() is not None and x.gradient().dtype == np.float32
-    inputs64 = [Array(x.numpy(), dtype="float64").tracked() for x in inputs]
-    out64 = f(*inputs64)
-    out64.backward()
-    assert allclose(Array(out.numpy(), dtype="float64"), out64, rtol=1e-5, atol=1e-6)
-    for x32, x64 in zip(inputs, inputs64):
-        assert allclose(Array(x32.gradient().numpy(), dtype="float64"), x64.gradient(), rtol=1e-4, atol=1e-5)
+    check_float32(f, _f32(*input_shapes), float64_out=name != "astype")  # astype casts back to float32
