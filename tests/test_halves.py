@@ -25,11 +25,20 @@ from corgi.array import halves
 BLAS_COUNTS = (1, 2)
 
 
+def wait_until_idle() -> None:
+    """Wait for the helper to finish what an earlier split left it (a caller that took every piece
+    leaves the helper its empty job; until the helper has seen it, a new split runs whole)."""
+    busy = halves._helper.busy
+    assert busy.acquire(timeout=30), "the helper stayed busy"
+    busy.release()
+
+
 @pytest.fixture
 def forced(engine_state, monkeypatch):
-    """Every split that may happen does: no size threshold, two workers."""
+    """Every split that may happen does: no size threshold, two workers, an idle helper."""
     monkeypatch.setattr(halves, "_SMALLEST", 0)
     engine.configure(workers=2)
+    wait_until_idle()
     yield
 
 
@@ -92,6 +101,7 @@ def test_an_error_in_either_thread_reaches_the_caller_and_the_helper_stays_usabl
     def fill(lo: int, hi: int) -> None:
         out[lo:hi] = np.arange(lo, hi)
 
+    wait_until_idle()
     run_split(fill, 64)
     assert (out == np.arange(64)).all()
 
@@ -136,6 +146,7 @@ def test_when_a_batch_is_split(engine_state, monkeypatch, workers, batch, size, 
         elif expected:
             assert arrived.wait(30)
 
+    wait_until_idle()
     halves.split_batch(work, batch, size, blas=blas)
     assert (len(threads) == 2) is expected
 
