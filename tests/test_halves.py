@@ -59,18 +59,29 @@ def run_split(work, batch: int, blas: bool = False) -> None:
     halves.split_batch(work, batch, 1 << 20, blas=blas)
 
 
+class Meeting:
+    """Each thread holds its first piece until the other thread has taken one too, so that both
+    take part whatever the scheduler does (else one thread may take every piece first)."""
+
+    def __init__(self) -> None:
+        self.barrier = threading.Barrier(2, timeout=30)
+        self.names: set[str] = set()
+
+    def first_piece(self) -> None:
+        name = threading.current_thread().name
+        if name not in self.names:
+            self.names.add(name)
+            self.barrier.wait()
+
+
 @pytest.mark.timeout(60)
 def test_every_piece_runs_once_and_both_threads_take_part(forced, fast_switching):
     seen: list[tuple[int, int, str]] = []
-    helper_arrived = threading.Event()
+    meeting = Meeting()
 
     def work(lo: int, hi: int) -> None:
-        name = threading.current_thread().name
-        seen.append((lo, hi, name))
-        if name == "corgi-halves":
-            helper_arrived.set()
-        else:  # the caller holds its first piece until the helper has taken one
-            assert helper_arrived.wait(30), "the helper never took a piece"
+        seen.append((lo, hi, threading.current_thread().name))
+        meeting.first_piece()
 
     run_split(work, 32)
     covered = sorted((lo, hi) for lo, hi, _ in seen)
@@ -81,18 +92,13 @@ def test_every_piece_runs_once_and_both_threads_take_part(forced, fast_switching
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("where", ["corgi-halves", "caller"])
 def test_an_error_in_either_thread_reaches_the_caller_and_the_helper_stays_usable(forced, where):
-    helper_arrived = threading.Event()
+    meeting = Meeting()
 
     def work(lo: int, hi: int) -> None:
-        name = threading.current_thread().name
-        if name == "corgi-halves":
-            helper_arrived.set()
-            if where == "corgi-halves":
-                raise ArithmeticError(f"piece {lo}:{hi}")
-        else:
-            assert helper_arrived.wait(30), "the helper never took a piece"
-            if where == "caller":
-                raise ArithmeticError(f"piece {lo}:{hi}")
+        meeting.first_piece()
+        on_helper = threading.current_thread().name == "corgi-halves"
+        if on_helper == (where == "corgi-halves"):
+            raise ArithmeticError(f"piece {lo}:{hi}")
 
     with pytest.raises(ArithmeticError, match="piece"):
         run_split(work, 32)
@@ -137,14 +143,12 @@ def test_when_a_batch_is_split(engine_state, monkeypatch, workers, batch, size, 
     monkeypatch.setattr(halves, "pool_fits", lambda: fits)
     engine.configure(workers=workers, share_cores=True)
     threads: set[str] = set()
-    arrived = threading.Event()
+    meeting = Meeting()
 
     def work(lo: int, hi: int) -> None:
         threads.add(threading.current_thread().name)
-        if threading.current_thread().name == "corgi-halves":
-            arrived.set()
-        elif expected:
-            assert arrived.wait(30)
+        if expected:
+            meeting.first_piece()
 
     wait_until_idle()
     halves.split_batch(work, batch, size, blas=blas)
@@ -289,13 +293,12 @@ def test_a_forked_child_splits_with_a_helper_of_its_own():
         pid = os.fork()
         if pid == 0:
             names = set()
-            arrived = threading.Event()
+            meeting = threading.Barrier(2, timeout=20)
             def work(lo, hi):
-                names.add(threading.current_thread().name)
-                if threading.current_thread().name == "corgi-halves":
-                    arrived.set()
-                else:
-                    arrived.wait(20)
+                name = threading.current_thread().name
+                if name not in names:          # both threads take part: each waits for the other once
+                    names.add(name)
+                    meeting.wait()
                 out[lo:hi] = -np.arange(lo, hi)
             halves.split_batch(work, 64, 64)
             os._exit(0 if (out == -np.arange(64)).all() and "corgi-halves" in names else 3)

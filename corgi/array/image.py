@@ -17,12 +17,14 @@ convolutional network's step:
 
 Leading dimensions of any number (none included) are one batch axis inside.
 
-Both split their work over the batch on two threads where that pays
-(``halves.py``): the copies and max-pools always may, the per-example BLAS
-products only while BLAS runs on one thread. Every example is computed by
-the same calls either way (the input gradient's product is one per example,
-not one over the batch, for that), so results are bitwise the same split or
-not; the filters' gradient sums the per-example products after the split.
+Both split their work over two threads where that pays (``halves.py``):
+the copies, adds and max-pools always may (over examples, or channels), the
+BLAS products only while BLAS runs on one thread. Every value is computed by
+the same operations either way, so results are bitwise the same split or
+not: the filters' gradient sums its per-example products after the split,
+and the input gradient's product over some examples gives each example's
+columns the bits the product over the whole batch gives them (BLAS computes
+each column of a product on its own; ``tests/test_halves.py`` checks it).
 """
 
 # mypy: disable-error-code="no-any-return"
@@ -37,7 +39,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..checks import whole_numbers
-from .halves import Work, may_split, split_batch
+from .halves import may_split, split_batch
 from .operation import ArrayData, apply, array_operand
 from .registry import register
 
@@ -80,29 +82,42 @@ class _Convolution(NamedTuple):
 
 
 def _conv_grad_x(g: np.ndarray, s: _Convolution) -> np.ndarray:
-    # each column's delta is W^T g (one product per example); it goes back to the pixels its
-    # window read: overlapping windows add (corgi 0.9.2 assigned), one shifted, strided add
-    # per filter offset, in the same order for every example
-    batch, size, positions = s.columns.shape
+    # each column's delta is W^T g; it goes back to the pixels its window read: overlapping
+    # windows add (corgi 0.9.2 assigned). The batch is the last axis here, so that each of the
+    # f_rows f_cols shifted adds runs over rows of out_cols * batch contiguous values, not out_cols
+    batch, _, positions = s.columns.shape
     count, depth, f_rows, f_cols = s.filter_shape
     out_rows, out_cols = g.shape[-2:]
-    g3 = g.reshape(batch, count, positions)
-    deltas = np.empty((batch, size, positions), dtype=np.result_type(s.weights, g3))
     rows, cols = s.x_shape[-2:]
-    dx = np.zeros((batch, depth, rows, cols), dtype=deltas.dtype)
+    g3 = g.reshape(batch, count, positions)
+    dtype = np.result_type(s.weights, g3)
     last_row, last_col = s.stride[0] * (out_rows - 1) + 1, s.stride[1] * (out_cols - 1) + 1
 
-    def multiply(lo: int, hi: int) -> None:
-        np.matmul(s.weights.T, g3[lo:hi], out=deltas[lo:hi])
+    def deltas(lo: int, hi: int) -> np.ndarray:
+        """W^T g for examples lo:hi, as (depth, f_rows, f_cols, out_rows, out_cols, examples)."""
+        g_last = np.ascontiguousarray(g3[lo:hi].transpose(1, 2, 0))
+        product = s.weights.T @ g_last.reshape(count, positions * (hi - lo))
+        return product.reshape(depth, f_rows, f_cols, out_rows, out_cols, hi - lo)
 
-    def scatter(lo: int, hi: int) -> None:
-        columns = deltas[lo:hi].reshape(hi - lo, depth, f_rows, f_cols, out_rows, out_cols)
-        target = dx[lo:hi]
+    def add_back(target: np.ndarray, columns: np.ndarray) -> None:
         for r in range(f_rows):
             for c in range(f_cols):
-                target[:, :, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += columns[:, :, r, c]
+                target[:, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += columns[:, r, c]
 
-    _products_then(multiply, scatter, batch, deltas.size)
+    dx = np.empty((batch, depth, rows, cols), dtype=dtype)
+    if may_split(blas=True):  # each thread takes examples: their product, adds and transposition
+
+        def examples(lo: int, hi: int) -> None:
+            sums = np.zeros((depth, rows, cols, hi - lo), dtype=dtype)
+            add_back(sums, deltas(lo, hi))
+            dx[lo:hi] = sums.transpose(3, 0, 1, 2)
+
+        split_batch(examples, batch, dx.size, blas=True)
+    else:  # one product over the batch (BLAS fills the cores), then the adds split by channel
+        columns = deltas(0, batch)
+        sums = np.zeros((depth, rows, cols, batch), dtype=dtype)
+        split_batch(lambda lo, hi: add_back(sums[lo:hi], columns[lo:hi]), depth, sums.size)
+        split_batch(lambda lo, hi: np.copyto(dx[lo:hi], sums[..., lo:hi].transpose(3, 0, 1, 2)), batch, dx.size)
     return dx.reshape(s.x_shape)
 
 
@@ -122,21 +137,6 @@ def _conv_grad_filters(g: np.ndarray, s: _Convolution) -> np.ndarray:
         multiply(0, batch)
     dw = products.sum(axis=0).reshape(s.filter_shape)
     return dw[0] if s.single else dw
-
-
-def _products_then(multiply: Work, then: Work, batch: int, size: int) -> None:
-    """``multiply`` (BLAS) then ``then`` (numpy) over the batch: both in one split where BLAS
-    leaves a core free, else the products whole (BLAS fills the cores) and ``then`` split."""
-    if may_split(blas=True):
-
-        def both(lo: int, hi: int) -> None:
-            multiply(lo, hi)
-            then(lo, hi)
-
-        split_batch(both, batch, size, blas=True)
-    else:
-        multiply(0, batch)
-        split_batch(then, batch, size)
 
 
 # y[..., k, i, j] = sum_{d,r,c} x[..., d, s_r i + r, s_c j + c] w[k, d, r, c] (valid
