@@ -1,4 +1,4 @@
-"""The benchmark driver's bookkeeping (no timing here: records are made up).
+"""The benchmark driver's bookkeeping (no timing here: records are made up), and the CNN profile runs.
 
 How rounds are ordered and merged, and how table (a) turns per-round
 records into ratios, decide what the published figures mean, so they are
@@ -6,6 +6,11 @@ tested like the library.
 """
 
 import statistics
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
 
 from benchmarks import report, run
 
@@ -170,3 +175,16 @@ def test_training_jobs_pair_every_peer_per_network_and_thread_count():
     mlp = [job.label for job in jobs if job.group == "mlp" and job.threads == 1]
     assert mlp == ["numpy", "torch", "corgi", "corgi, seed's cost"]
     assert all("--dtype" in job.options and "float64" in job.options for job in jobs)
+
+
+@pytest.mark.timeout(300)
+def test_cnn_profile_names_the_image_primitives_and_compares_the_split():
+    # a child process: the profile wraps the registry's primitives for good
+    root = Path(__file__).resolve().parent.parent
+    for options, expected in ((["--steps", "2"], ("conv", "max_pool", "backward 1", "all primitives")),
+                              (["--ab", "--blocks", "2", "--per-block", "1"], ("split on", "split off", "on / off"))):
+        done = subprocess.run([sys.executable, "-m", "benchmarks.cnn_profile", *options], cwd=root, check=False,
+                              capture_output=True, text=True, timeout=240)
+        assert done.returncode == 0, done.stderr
+        for text in expected:
+            assert text in done.stdout, (text, done.stdout)

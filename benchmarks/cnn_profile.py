@@ -1,0 +1,147 @@
+"""Where (e)'s CNN step spends its time, per primitive; and the batch split on against off, interleaved.
+
+    OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile             # per-primitive ms a step
+    OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --ab        # split on / off, in one process
+
+The network, weights, optimizer and batches are (e)'s (``workloads/training.py``,
+float64, batch 32, corgi's Model with the fused cost). The profile wraps every
+registered primitive's forward and vjps with a clock (the wrappers add a little);
+the step itself is timed without them too. ``--ab`` alternates blocks of steps with
+the image primitives' batch split allowed and not (``corgi.array.halves``), in one
+process, so the machine's load falls on both alike; it reports medians and the
+fastest block's steps, wall and CPU time.
+"""
+import argparse
+import collections
+import os
+import time
+
+import numpy as np
+
+from benchmarks.workloads import training
+
+
+def build():
+    """(e)'s CNN as corgi_peer builds it, and a function that runs step i."""
+    from corgi import Array
+    from corgi.activation import make_relu
+    from corgi.cost import make_softmax_cross_entropy
+    from corgi.layer import Conv, Dense, Flatten, Pool
+    from corgi.model import Model
+    from corgi.optimizer import Momentum
+
+    dtype = np.float64
+    weights = training.initial_weights("cnn", dtype)
+    weights = [w.reshape(-1, 1, 1) if w.ndim == 1 and i in (1, 3) else w for i, w in enumerate(weights)]
+
+    def unused(dimensions, fan_in):  # replaced by the shared initial weights
+        return Array.zeros(dimensions, dtype=dtype)
+
+    relu = make_relu()
+    layers = [Conv((16, 1, 3, 3), (1, 1), unused, relu, dtype=dtype), Pool(),
+              Conv((32, 16, 3, 3), (1, 1), unused, relu, dtype=dtype), Pool(), Flatten(),
+              Dense(800, 128, unused, relu, dtype=dtype), Dense(128, 10, unused, None, dtype=dtype)]
+    settings = training.SETTINGS["cnn"]
+    model = Model(layers, Momentum(settings["lr"], momentum=settings["momentum"]), make_softmax_cross_entropy())
+    model.set_parameters([Array(w, dtype=dtype).tracked() for w in weights])
+    images, labels, _, _ = training.mnist("cnn", dtype)
+    eye = np.eye(10, dtype=dtype)
+    order = training.orders(1)[0]
+
+    def step(i):
+        index = order[(i * training.BATCH) % training.TRAIN:][:training.BATCH]
+        model.forward(Array(images[index]))
+        model.backward(Array(eye[labels[index]]))
+        model.update()
+
+    return step
+
+
+def wrap_primitives(clock):
+    """Replace every fixed-arity primitive with one whose forward and vjps add their seconds to ``clock``."""
+    from corgi.array import registry
+
+    def timed(function, key):
+        def run(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return function(*args, **kwargs)
+            finally:
+                clock[key] += time.perf_counter() - started
+        return run
+
+    for name, primitive in list(registry.PRIMITIVES.items()):
+        if primitive.variadic:
+            continue
+        vjps = tuple(timed(vjp, (name, f"backward {i}")) for i, vjp in enumerate(primitive.vjps))
+        subsets = tuple(tuple(v for i, v in enumerate(vjps) if mask >> i & 1) for mask in range(1 << len(vjps)))
+        registry.PRIMITIVES[name] = registry.Primitive(timed(primitive.forward, (name, "forward")), vjps, subsets)
+
+
+def profile(steps):
+    clock = collections.defaultdict(float)
+    wrap_primitives(clock)
+    step = build()
+    for i in range(10):
+        step(i)
+    clock.clear()
+    walls = []
+    for i in range(steps):
+        started = time.perf_counter()
+        step(i)
+        walls.append(time.perf_counter() - started)
+    print(f"step median {np.median(walls) * 1e3:.2f} ms (primitives wrapped); per step:")
+    for (name, part), seconds in sorted(clock.items(), key=lambda item: -item[1]):
+        if seconds / steps >= 1e-5:
+            print(f"  {name:24s} {part:11s} {seconds / steps * 1e3:7.3f} ms")
+    print(f"  {'all primitives':36s} {sum(clock.values()) / steps * 1e3:7.3f} ms")
+
+
+def ab(blocks, per_block):
+    from corgi.array import halves
+
+    smallest = halves._SMALLEST
+    step = build()
+    for i in range(10):
+        step(i)
+    walls = {True: [], False: []}
+    cpus = {True: [], False: []}
+    i = 0
+    for block in range(blocks):
+        for split in ((True, False) if block % 2 == 0 else (False, True)):
+            halves._SMALLEST = smallest if split else 1 << 62
+            step(i)
+            i += 1
+            for _ in range(per_block):
+                started, cpu = time.perf_counter(), time.process_time()
+                step(i)
+                walls[split].append(time.perf_counter() - started)
+                cpus[split].append(time.process_time() - cpu)
+                i += 1
+    halves._SMALLEST = smallest
+    for split in (False, True):
+        print(f"split {'on ' if split else 'off'}: wall median {np.median(walls[split]) * 1e3:.2f} ms, "
+              f"fastest {min(walls[split]) * 1e3:.2f}, 10th percentile {np.percentile(walls[split], 10) * 1e3:.2f}; "
+              f"CPU median {np.median(cpus[split]) * 1e3:.2f} ms")
+    print(f"on / off: median {np.median(walls[True]) / np.median(walls[False]):.3f}, "
+          f"10th percentile {np.percentile(walls[True], 10) / np.percentile(walls[False], 10):.3f}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=100, help="profiled steps")
+    parser.add_argument("--ab", action="store_true", help="the batch split on against off, interleaved")
+    parser.add_argument("--blocks", type=int, default=16, help="--ab: blocks of steps (alternating)")
+    parser.add_argument("--per-block", type=int, default=10, help="--ab: steps a block")
+    args = parser.parse_args()
+    load = os.getloadavg()[0]
+    print(f"BLAS threads (OPENBLAS_NUM_THREADS): {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; load {load:.2f}")
+    if args.ab:
+        ab(args.blocks, args.per_block)
+    else:
+        profile(args.steps)
+    print(f"load {os.getloadavg()[0]:.2f}")
+
+
+if __name__ == "__main__":
+    main()
