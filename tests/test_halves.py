@@ -37,7 +37,7 @@ def wait_until_idle() -> None:
 def forced(engine_state, monkeypatch):
     """Every split that may happen does: no size threshold, two workers, an idle helper."""
     monkeypatch.setattr(halves, "_SMALLEST", 0)
-    engine.configure(workers=2)
+    engine.configure(workers=2, share_cores=False)
     wait_until_idle()
     yield
 
@@ -128,31 +128,33 @@ def test_a_split_inside_a_split_runs_whole_on_its_thread(forced):
 
 
 @pytest.mark.parametrize(
-    "workers, batch, size, blas, fits, expected",
+    "workers, batch, size, blas, threads, share_cores, expected",
     [
-        (0, 32, 1 << 20, False, True, False),  # workers=0: corgi stays on the calling thread
-        (2, 1, 1 << 20, False, True, False),  # one example: nothing to split
-        (2, 32, 10, False, True, False),  # too small to pay for a hand-off
-        (2, 32, 1 << 20, True, False, False),  # BLAS work while BLAS fills the cores
-        (2, 32, 1 << 20, True, True, True),
-        (1, 32, 1 << 20, False, False, True),  # numpy work splits beside any BLAS thread count
+        (0, 32, 1 << 20, False, 2, True, False),  # workers=0: corgi stays on the calling thread
+        (2, 1, 1 << 20, False, 2, True, False),  # one example: nothing to split
+        (2, 32, 10, False, 2, True, False),  # too small to pay for a hand-off
+        (2, 32, 1 << 20, False, 1, True, False),  # one BLAS thread: one thread an operation
+        (2, 32, 1 << 20, True, 2, True, False),  # BLAS work: BLAS fills the cores itself
+        (1, 32, 1 << 20, False, 2, True, True),  # numpy work beside two BLAS threads
+        (2, 32, 1 << 20, False, 4, True, True),
+        (2, 32, 1 << 20, True, 1, False, True),  # share_cores off: any work, any BLAS thread count
     ],
 )
-def test_when_a_batch_is_split(engine_state, monkeypatch, workers, batch, size, blas, fits, expected):
+def test_when_work_is_split(engine_state, monkeypatch, workers, batch, size, blas, threads, share_cores, expected):
     monkeypatch.setattr(halves, "cores", lambda: 2)
-    monkeypatch.setattr(halves, "pool_fits", lambda: fits)
-    engine.configure(workers=workers, share_cores=True)
-    threads: set[str] = set()
+    monkeypatch.setattr(halves, "blas_threads", lambda: threads)
+    engine.configure(workers=workers, share_cores=share_cores)
+    names: set[str] = set()
     meeting = Meeting()
 
     def work(lo: int, hi: int) -> None:
-        threads.add(threading.current_thread().name)
+        names.add(threading.current_thread().name)
         if expected:
             meeting.first_piece()
 
     wait_until_idle()
     halves.split_batch(work, batch, size, blas=blas)
-    assert (len(threads) == 2) is expected
+    assert (len(names) == 2) is expected
 
 
 def test_one_core_never_splits(engine_state, monkeypatch):
@@ -188,8 +190,9 @@ def same_bits(a: list[np.ndarray], b: list[np.ndarray]) -> bool:
 @pytest.mark.parametrize("products_split", [True, False])
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 def test_conv_and_pool_are_bitwise_the_same_split_or_not(forced, monkeypatch, blas_count, products_split, dtype):
-    monkeypatch.setattr(halves, "pool_fits", lambda: products_split)
-    engine.configure(workers=2, share_cores=True)
+    # share_cores off splits the products too; on, with two BLAS threads, only the numpy work
+    monkeypatch.setattr(halves, "blas_threads", lambda: 2)
+    engine.configure(workers=2, share_cores=not products_split)
     rng = np.random.default_rng(blas_count)
     x = rng.standard_normal((12, 3, 13, 14)).astype(dtype)
     filters = rng.standard_normal((5, 3, 3, 3)).astype(dtype)
@@ -220,7 +223,10 @@ def test_pool_ties_nan_and_infinite_deltas_are_bitwise_the_same_split_or_not(for
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("blas_count", BLAS_COUNTS, indirect=True)
-def test_a_cnn_training_step_is_bitwise_the_same_split_or_not(forced, fast_switching, blas_count):
+@pytest.mark.parametrize("share_cores", [False, True])
+def test_a_cnn_training_step_is_bitwise_the_same_split_or_not(forced, fast_switching, monkeypatch, blas_count,
+                                                              share_cores):
+    monkeypatch.setattr(halves, "blas_threads", lambda: 2)  # on share_cores, the numpy work splits
     from corgi.optimizer import Momentum
     from corgi.train.networks import build_model
 
@@ -229,7 +235,7 @@ def test_a_cnn_training_step_is_bitwise_the_same_split_or_not(forced, fast_switc
     t = Array(np.eye(10)[rng.integers(0, 10, 16)])
 
     def step(workers: int) -> list[np.ndarray]:
-        engine.configure(workers=workers)
+        engine.configure(workers=workers, share_cores=share_cores)
         model = build_model("cnn", (28, 28), 10, Momentum(0.05, momentum=0.9), rng=0)
         for _ in range(2):
             model.forward(x)

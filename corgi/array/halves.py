@@ -21,17 +21,25 @@ When it splits (all of these, else the work runs whole):
 - the engine may use threads (``corgi.engine.settings().workers >= 1``:
   ``workers=0``, or ``CORGI_WORKERS=0``, keeps corgi on the calling thread),
   and the process may run on two cores or more;
+- BLAS may run two threads or more (``OPENBLAS_NUM_THREADS``, ``corgi.train
+  --blas-threads``). That count is the process's budget for threads inside
+  one operation, as ``torch.set_num_threads`` is PyTorch's: on one BLAS
+  thread every operation runs on one thread, as numpy's do, which never
+  loses badly on a busy machine (issue 12: there a thread that waits for a
+  core makes the other wait too);
+- the work calls no BLAS: BLAS runs its products on its own threads and
+  fills the cores itself, so a split product would oversubscribe them (the
+  engine's rule, docs/engine.md). Between products the BLAS threads are
+  idle, and the copies, adds and max-pools take both cores;
 - the work is big enough (``size`` values at least ``_SMALLEST``) that a
   hand-off (some tens of microseconds) is worth it;
 - the helper is idle: one thread serves every caller, taken without waiting,
   so concurrent passes, engine workers, finalizers and signal handlers never
-  wait for it and corgi never adds more than one thread of its own this way;
-- for work that calls BLAS (``blas=True``), two BLAS calls fit on the cores
-  side by side (``corgi.engine.threads.pool_fits()``: one BLAS thread on two
-  cores), or ``share_cores`` is off, as for the engine's pool. With more
-  BLAS threads, BLAS fills the cores itself and the caller
-  splits only its non-BLAS work (the engine's own rule against
-  oversubscription, docs/engine.md).
+  wait for it and corgi never adds more than one thread of its own this way.
+
+With ``share_cores`` off (``corgi.engine.configure``, ``CORGI_SHARE_CORES=0``)
+corgi uses its threads whenever it has them, as the engine's pool then does:
+any work splits, BLAS products included, at any BLAS thread count.
 """
 
 from __future__ import annotations
@@ -43,7 +51,7 @@ from collections.abc import Callable
 from queue import SimpleQueue
 
 from ..engine import settings
-from ..engine.threads import cores, pool_fits
+from ..engine.threads import blas_threads, cores
 
 # below this many values a hand-off costs more than the second core gains (measured: about
 # 30 us a hand-off; numpy copies and compares some 500 million float64 values a second)
@@ -103,19 +111,25 @@ def _serve(helper: _Helper) -> None:
 
 
 def may_split(blas: bool = False) -> bool:
-    """True if a batch may be split over two threads now (``blas``: work that calls BLAS).
+    """True if work may be split over two threads now (``blas``: work that calls BLAS).
 
     >>> import corgi.engine as engine
-    >>> from corgi.engine.threads import cores, pool_fits
-    >>> may_split() == (engine.settings().workers >= 1 and cores() >= 2)
+    >>> from corgi.engine.threads import blas_threads, cores
+    >>> now = engine.settings()
+    >>> threads = now.workers >= 1 and cores() >= 2
+    >>> may_split() == (threads and (blas_threads() >= 2 or not now.share_cores))
     True
-    >>> may_split(blas=True) == (may_split() and (pool_fits() or not engine.settings().share_cores))
+    >>> may_split(blas=True) == (threads and not now.share_cores)
     True
     """
     now = settings()
     if now.workers < 1 or cores() < 2:
         return False
-    return not blas or not now.share_cores or pool_fits()
+    if not now.share_cores:  # corgi uses its threads whenever it has them, as the engine's pool does
+        return True
+    # numpy work takes a second thread when BLAS may (the process's budget of threads inside one
+    # operation, as torch.set_num_threads is); BLAS work never: BLAS fills the cores itself
+    return not blas and blas_threads() >= 2
 
 
 def split_batch(work: Work, batch: int, size: int, blas: bool = False) -> None:

@@ -18,8 +18,9 @@ convolutional network's step:
 Leading dimensions of any number (none included) are one batch axis inside.
 
 Both split their work over two threads where that pays (``halves.py``):
-the copies, adds and max-pools always may (over examples, or channels), the
-BLAS products only while BLAS runs on one thread. Every value is computed by
+the copies, adds and max-pools (over examples, or channels) when BLAS may
+run two threads, while BLAS runs the products on its own (and, with
+``share_cores`` off, the products too, each thread its examples'). Every value is computed by
 the same operations either way, so results are bitwise the same split or
 not: the filters' gradient sums its per-example products after the split,
 and the input gradient's product over some examples gives each example's
@@ -105,7 +106,7 @@ def _conv_grad_x(g: np.ndarray, s: _Convolution) -> np.ndarray:
                 target[:, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += columns[:, r, c]
 
     dx = np.empty((batch, depth, rows, cols), dtype=dtype)
-    if may_split(blas=True):  # each thread takes examples: their product, adds and transposition
+    if may_split(blas=True):  # share_cores off: each thread takes examples: product, adds, transposition
 
         def examples(lo: int, hi: int) -> None:
             sums = np.zeros((depth, rows, cols, hi - lo), dtype=dtype)
@@ -171,7 +172,7 @@ def conv(x: np.ndarray, filters: np.ndarray, stride: Any = (1, 1)) -> tuple[Any,
     def multiply(lo: int, hi: int) -> None:
         np.matmul(weights, flat[lo:hi], out=out[lo:hi])
 
-    if may_split(blas=True):  # each thread copies its half's windows, then multiplies them
+    if may_split(blas=True):  # share_cores off: each thread copies its examples' windows, multiplies them
 
         def both(lo: int, hi: int) -> None:
             gather(lo, hi)
