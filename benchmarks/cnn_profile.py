@@ -2,6 +2,7 @@
 
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile             # per-primitive ms a step
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --ab        # split on / off, in one process
+    OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --vs-torch  # corgi / torch steps, in one process
 
 The network, weights, optimizer and batches are (e)'s (``workloads/training.py``,
 float64, batch 32, corgi's Model with the fused cost). The profile wraps every
@@ -9,7 +10,10 @@ registered primitive's forward and vjps with a clock (the wrappers add a little)
 the step itself is timed without them too. ``--ab`` alternates blocks of steps with
 the image primitives' batch split allowed and not (``corgi.array.halves``), in one
 process, so the machine's load falls on both alike; it reports medians and the
-fastest block's steps, wall and CPU time.
+fastest block's steps, wall and CPU time. ``--vs-torch`` alternates blocks of corgi's
+step with blocks of PyTorch's (``workloads/torch_peer.py``'s network and SGD with
+momentum, ``torch.set_num_threads`` at the BLAS thread count), in one process: a
+ratio the load disturbs less than two separate runs.
 """
 import argparse
 import collections
@@ -127,17 +131,67 @@ def ab(blocks, per_block):
           f"10th percentile {np.percentile(walls[True], 10) / np.percentile(walls[False], 10):.3f}")
 
 
+def torch_step(threads):
+    """(e)'s CNN step in PyTorch, as torch_peer trains it."""
+    import torch
+    import torch.nn.functional as F
+
+    torch.set_num_threads(threads)
+    settings = training.SETTINGS["cnn"]
+    params = [torch.from_numpy(w.copy()).requires_grad_() for w in training.initial_weights("cnn", np.float64)]
+    optimizer = torch.optim.SGD(params, lr=settings["lr"], momentum=settings["momentum"])
+    images, labels, _, _ = training.mnist("cnn", np.float64)
+    order = training.orders(1)[0]
+
+    def step(i):
+        index = order[(i * training.BATCH) % training.TRAIN:][:training.BATCH]
+        c1, cb1, c2, cb2, w1, b1, w2, b2 = params
+        optimizer.zero_grad(set_to_none=True)
+        h = F.max_pool2d(torch.relu(F.conv2d(torch.from_numpy(images[index]), c1, cb1)), 2)
+        h = F.max_pool2d(torch.relu(F.conv2d(h, c2, cb2)), 2)
+        logits = torch.relu(h.flatten(1) @ w1 + b1) @ w2 + b2
+        F.cross_entropy(logits, torch.from_numpy(labels[index])).backward()
+        optimizer.step()
+
+    return step
+
+
+def vs_torch(blocks, per_block):
+    threads = int(os.environ.get("OPENBLAS_NUM_THREADS", "1"))
+    steps = {"corgi": build(), "torch": torch_step(threads)}
+    walls = {name: [] for name in steps}
+    for name, step in steps.items():
+        for i in range(10):
+            step(i)
+    i = 0
+    for block in range(blocks):
+        for name in (("corgi", "torch") if block % 2 == 0 else ("torch", "corgi")):
+            for _ in range(per_block):
+                started = time.perf_counter()
+                steps[name](i)
+                walls[name].append(time.perf_counter() - started)
+                i += 1
+    for name, seconds in walls.items():
+        print(f"{name}: wall median {np.median(seconds) * 1e3:.2f} ms, fastest {min(seconds) * 1e3:.2f}, "
+              f"10th percentile {np.percentile(seconds, 10) * 1e3:.2f}")
+    print(f"corgi / torch: median {np.median(walls['corgi']) / np.median(walls['torch']):.3f}, "
+          f"10th percentile {np.percentile(walls['corgi'], 10) / np.percentile(walls['torch'], 10):.3f}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="profiled steps")
     parser.add_argument("--ab", action="store_true", help="the batch split on against off, interleaved")
-    parser.add_argument("--blocks", type=int, default=16, help="--ab: blocks of steps (alternating)")
-    parser.add_argument("--per-block", type=int, default=10, help="--ab: steps a block")
+    parser.add_argument("--vs-torch", action="store_true", help="corgi's step against torch's, interleaved")
+    parser.add_argument("--blocks", type=int, default=16, help="--ab, --vs-torch: blocks of steps (alternating)")
+    parser.add_argument("--per-block", type=int, default=10, help="--ab, --vs-torch: steps a block")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"BLAS threads (OPENBLAS_NUM_THREADS): {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; load {load:.2f}")
     if args.ab:
         ab(args.blocks, args.per_block)
+    elif args.vs_torch:
+        vs_torch(args.blocks, args.per_block)
     else:
         profile(args.steps)
     print(f"load {os.getloadavg()[0]:.2f}")
