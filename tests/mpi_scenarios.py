@@ -288,11 +288,12 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
     link.Ireduce = recorded(link.Ireduce)
     reducer = parallel._reducer
     finish = reducer.finish
-    during_pass = []
+    during_pass, after_finish = [], []
 
     def counting_finish(extra: float = 0.0) -> None:
         during_pass.append(reducer.started)  # buckets already sent when the pass returned
         finish(extra)
+        after_finish.append(reducer.started)
 
     reducer.finish = counting_finish
     digests = [parallel.digest()]
@@ -302,7 +303,7 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
         parallel.update()
         digests.append(parallel.digest())
     report: dict[str, Any] = {"rank": rank, "digests": digests, "callers": sorted(callers),
-                              "during_pass": during_pass, "buckets": len(reducer.buckets),
+                              "during_pass": during_pass, "after_finish": after_finish, "buckets": len(reducer.buckets),
                               "thread_level": MPI.Query_thread()}
     if rank == 0:
         corgi.engine.configure(workers=0)
