@@ -246,7 +246,9 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
     pooled = corgi.engine.settings().workers > 0
     corgi.engine.configure(handoff_cost=0)  # every queued node gets a worker's ticket
     # With workers, the backward passes of branches 0 and 1 meet at a barrier: two threads must
-    # be inside the pass at once, so one branch's weight is finished, and its bucket sent, by a worker.
+    # be inside the pass at once, so one branch's weight is finished by a worker, which sends its
+    # bucket if it is weight 1's (weight 0's, the last bucket, carries the step's status: finish()
+    # sends it, on the caller's thread).
     meeting = threading.Barrier(2, timeout=20)
 
     def meet(branch: Any) -> Any:

@@ -215,9 +215,15 @@ def test_buckets_go_out_during_the_pass_from_the_threads_that_finish_them(mpiexe
         else:
             # every bucket started before the pass returned, each from the thread that finished it, but
             # the last, which carries the step's status and goes out when the pass is over (finish)
-            assert report["during_pass"] == [report["buckets"] - 1] * 6
-            assert report["after_finish"] == [report["buckets"]] * 6
-            assert bool(workers_called) == (workers > 0)
+            assert report["during_pass"] == [report["buckets"] - 1] * 6, report
+            assert report["after_finish"] == [report["buckets"]] * 6, report
+            if workers == 0:
+                assert not workers_called, report
+    if level != "funneled" and workers > 0:
+        # a worker that finishes a bucket's last gradient starts it, when the buckets before it are
+        # out (whether it is the caller or a worker that gets there first varies: across the ranks
+        # and six steps, workers start some)
+        assert any(name.startswith("corgi-worker") for report in found for name in report["callers"]), found
     assert len(set(found[0]["digests"])) == 7
     assert found[0]["parameter_error"] < 1e-12  # one process, workers=0, the same global batches
 

@@ -131,6 +131,9 @@ class Bucket:
         # each slot's place in the send buffer, shaped like its parameter, made once
         self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
         self.alone = len(slots) == 1 and tail == 0
+        # where each slot's piece of the receive buffer is, and its shape (None: a 1-D slice has it already)
+        self.cuts = [(slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
+                     for slot in slots]
         self.pending = len(slots)
         self.source: np.ndarray = self.send
         self.receive: np.ndarray | None = None
@@ -149,22 +152,22 @@ class Bucket:
                 f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
             )
         if self.alone and gradient.flags.c_contiguous:
-            # The gradient itself is the send buffer; MPI only reads it. (mpi4py would
-            # also take a column-major array and send it in memory order, scrambled,
-            # hence the explicit row-major check.)
-            self.source = gradient.reshape(-1)
+            # The gradient itself is the send buffer; MPI only reads it. (mpi4py takes
+            # any contiguous array as a flat buffer, a column-major one too, in memory
+            # order, scrambled: hence the explicit row-major check.)
+            self.source = gradient
             return
         np.copyto(region, gradient)
         self.source = self.send
 
-    def received(self) -> list[np.ndarray]:
-        """Each slot's piece of this step's (read-only) receive buffer, shaped like its parameter."""
+    def deliver(self, summed: list[np.ndarray | None]) -> None:
+        """Put each slot's piece of this step's receive buffer, read-only and shaped like its parameter, into ``summed``."""
         receive = self.receive
         assert receive is not None
         receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
-        if self.alone:
-            return [receive.reshape(self.slots[0].shape)]
-        return [receive[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
+        for position, start, stop, shape in self.cuts:
+            piece = receive[start:stop]
+            summed[position] = piece if shape is None else piece.reshape(shape)
 
 
 def carrier(layout: Sequence[Sequence[int]], sizes: Sequence[int], limit: int = CARRIER_BYTES) -> int | None:
@@ -446,8 +449,7 @@ class Reducer:
                     raise StepFailed(self.where, len(failed), failed[0] if len(failed) == 1 else None)
                 summed: list[np.ndarray | None] = [None] * len(self.places)
                 for bucket in self.buckets:
-                    for slot, gradient in zip(bucket.slots, bucket.received()):
-                        summed[slot.position] = gradient
+                    bucket.deliver(summed)
                 if self.missing:  # this rank lacked a gradient: did any rank have it?
                     for position in self.status.unused(carrier.receive[carrier.size :]):
                         summed[position] = None

@@ -9,21 +9,21 @@ own for them: the status costs a few more elements in a reduction that runs
 anyway, not a further meeting of the ranks.
 
 The tail is in the bucket's dtype (float32 or float64), and the reduction
-sums it. It holds, for ``P`` parameters and ``S`` ranks, ``P + 5 S`` values:
+sums it. For ``P`` parameters and ``S`` ranks it holds ``P + 5 S`` values:
 
 - ``P`` use flags: 1 where this rank has the parameter's gradient, else 0.
   Their sum is the number of ranks that used it: an integer from 0 to ``S``,
   and so is every partial sum, in whatever order MPI adds, so every addition
   is exact as long as ``S <= 2**24`` in float32 (every integer up to ``2**24``
   is a float32; ``2**53`` in float64). ``Status`` refuses more ranks.
-- ``S`` records of 5 values, one per rank: rank r writes only its own
-  record and zeros stand in every other's, so the sum of a record is rank
-  r's values plus zeros, exactly the values. A record is the failure mark
-  (0 or 1), then ``extra``, a float64, as its 64 bits cut into four 16-bit
-  integers (each at most 65535, exact in either dtype). Every rank rebuilds
-  every rank's ``extra`` bit for bit and sums them with ``math.fsum`` (the
-  correctly rounded sum, so the same on every rank and, for two ranks, the
-  very ``a + b`` a float64 reduction gives).
+- ``S`` failure marks, one per rank, and ``S`` groups of four ``extra``
+  words, one per rank: ``extra``, a float64, as its 64 bits cut into four
+  16-bit integers (each at most 65535, exact in either dtype). Rank r writes
+  only its own mark and words, and zeros stand in every other's, so each of
+  these sums is rank r's value plus zeros: exactly the value. Every rank
+  rebuilds every rank's ``extra`` bit for bit and sums them with
+  ``math.fsum`` (the correctly rounded sum, so the same on every rank and,
+  for two ranks, the very ``a + b`` a float64 reduction gives).
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ import struct
 
 import numpy as np
 
-RECORD = 5  # a rank's failure mark and its ``extra`` as four 16-bit integers
+RECORD = 5  # per rank: a failure mark, and its ``extra`` as four 16-bit integers
 _BITS = struct.Struct("<d")
 _CHUNKS = struct.Struct("<4H")
 
@@ -72,21 +72,24 @@ class Status:
             raise ValueError(f"{where}: {tail.dtype} gradients count at most {limit} ranks exactly, got {ranks}")
         self.parameters = parameters
         self.ranks = ranks
+        self.tail = tail
         self.flags = tail[:parameters]
         self.flags.fill(1.0)
-        start = parameters + RECORD * rank
-        self.record = tail[start : start + RECORD]
+        self.marks = parameters, parameters + ranks  # where the failure marks are
+        self.mine = parameters + rank  # this rank's mark
+        start = parameters + ranks + 4 * rank
+        self.words = tail[start : start + 4]  # this rank's extra
 
     def mark(self, extra: float, failed: bool) -> None:
-        """Write this rank's record: its failure mark and ``extra``, bit for bit.
+        """Write this rank's failure mark and ``extra``, bit for bit.
 
         >>> tail = np.zeros(status_size(0, 1))
         >>> Status(tail, 0, 0, 1, "here").mark(-2.5, failed=True)
         >>> tail.tolist()                     # -2.5 is 0xC004000000000000
         [1.0, 0.0, 0.0, 0.0, 49156.0]
         """
-        self.record[0] = 1.0 if failed else 0.0
-        self.record[1:] = _CHUNKS.unpack(_BITS.pack(extra))
+        self.tail[self.mine] = 1.0 if failed else 0.0
+        self.words[:] = _CHUNKS.unpack(_BITS.pack(extra))
 
     def read(self, tail: np.ndarray) -> tuple[list[int], float]:
         """From a received (summed) tail: the failed ranks, and the sum of every rank's ``extra``.
@@ -97,8 +100,8 @@ class Status:
         >>> Status(tail, 1, 0, 2, "here").read(tail)
         ([1], 3.75)
         """
-        records = tail[self.parameters :].reshape(self.ranks, RECORD)
-        failed: list[int] = np.flatnonzero(records[:, 0]).tolist()
+        marks = tail[self.marks[0] : self.marks[1]].tolist()
+        failed = [rank for rank, mark in enumerate(marks) if mark] if any(marks) else []
         extras = self.extras(tail)
         try:
             return failed, math.fsum(extras)
@@ -113,9 +116,8 @@ class Status:
         >>> Status(tail, 0, 0, 1, "here").extras(tail) == [0.1]
         True
         """
-        records = tail[self.parameters :].reshape(self.ranks, RECORD)
-        # each record's chunks are exact integers: back to 16-bit words, then to the float64 they were
-        extras: list[float] = np.ascontiguousarray(records[:, 1:], dtype="<u2").view("<f8").ravel().tolist()
+        # the words are exact integers: back to 16-bit words, then to the float64s they were
+        extras: list[float] = tail[self.marks[1] :].astype("<u2").view("<f8").tolist()
         return extras
 
     def unused(self, tail: np.ndarray) -> list[int]:
