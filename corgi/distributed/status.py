@@ -39,7 +39,7 @@ _CHUNKS = struct.Struct("<4H")
 
 
 def status_size(parameters: int, ranks: int) -> int:
-    """How many values the status takes in the last bucket: a use flag per parameter and a record per rank.
+    """How many values the status takes in the last bucket: a use flag per parameter, a mark and four words per rank.
 
     >>> status_size(4, 2)
     14
