@@ -4,8 +4,9 @@ Parameters are grouped into buckets, in reverse order (the last layer's
 gradients are final first in a backward pass), one dtype per bucket, each
 bucket holding at most ``bucket_bytes`` unless a single parameter is bigger.
 Every rank computes the same plan from the same parameter signature, so
-buckets are numbered alike everywhere, and they are always started in that
-order: MPI requires every rank to start its collective operations in the
+buckets are numbered alike everywhere (the plan's order, with the bucket
+that carries the step's status moved last), and they are always started in
+that order: MPI requires every rank to start its collective operations in the
 same order.
 
 A bucket is summed with one non-blocking ``Iallreduce`` (or an ``Ireduce`` to
