@@ -19,13 +19,14 @@ Leading dimensions of any number (none included) are one batch axis inside.
 
 Both split their work over two threads where that pays (``halves.py``):
 the copies, adds and max-pools (over examples, or channels) when BLAS may
-run two threads, while BLAS runs the products on its own (and, with
-``share_cores`` off, the products too, each thread its examples'). Every value is computed by
-the same operations either way, so results are bitwise the same split or
-not: the filters' gradient sums its per-example products after the split,
-and the input gradient's product over some examples gives each example's
-columns the bits the product over the whole batch gives them (BLAS computes
-each column of a product on its own; ``tests/test_halves.py`` checks it).
+run two threads, while BLAS runs the products on its own; with
+``share_cores`` off, the products too, each thread its examples'. Every
+value is computed by the same operations either way, so results are bitwise
+the same split or not: the filters' gradient sums its per-example products
+after the split, and the input gradient's product over some examples gives
+each example's columns the bits the product over the whole batch gives them
+(BLAS computes each column of a product on its own; ``tests/test_halves.py``
+checks it).
 """
 
 # mypy: disable-error-code="no-any-return"
