@@ -1,16 +1,12 @@
-"""Where (e)'s CNN step spends its time, per primitive; and the batch split on against off, interleaved.
+"""Where (e)'s CNN step spends its time, per primitive; and corgi's step against torch's, interleaved.
 
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile             # per-primitive ms a step
-    OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --ab        # split on / off, in one process
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --vs-torch  # corgi / torch steps, in one process
 
 The network, weights, optimizer and batches are (e)'s (``workloads/training.py``,
 float64, batch 32, corgi's Model with the fused cost). The profile wraps every
 registered primitive's forward and vjps with a clock (the wrappers add a little);
-the step itself is timed without them too. ``--ab`` alternates blocks of steps with
-the image primitives' batch split allowed and not (``corgi.array.halves``), in one
-process, so the machine's load falls on both alike; it reports medians and the
-fastest block's steps, wall and CPU time. ``--vs-torch`` alternates blocks of corgi's
+the step times include them. ``--vs-torch`` alternates blocks of corgi's
 step with blocks of PyTorch's (``workloads/torch_peer.py``'s network and SGD with
 momentum, ``torch.set_num_threads`` at the BLAS thread count), in one process: a
 ratio the load disturbs less than two separate runs.
@@ -101,36 +97,6 @@ def profile(steps):
     print(f"  {'all primitives':36s} {sum(clock.values()) / steps * 1e3:7.3f} ms")
 
 
-def ab(blocks, per_block):
-    from corgi.array import halves
-
-    smallest = halves._SMALLEST
-    step = build()
-    for i in range(10):
-        step(i)
-    walls = {True: [], False: []}
-    cpus = {True: [], False: []}
-    i = 0
-    for block in range(blocks):
-        for split in ((True, False) if block % 2 == 0 else (False, True)):
-            halves._SMALLEST = smallest if split else 1 << 62
-            step(i)
-            i += 1
-            for _ in range(per_block):
-                started, cpu = time.perf_counter(), time.process_time()
-                step(i)
-                walls[split].append(time.perf_counter() - started)
-                cpus[split].append(time.process_time() - cpu)
-                i += 1
-    halves._SMALLEST = smallest
-    for split in (False, True):
-        print(f"split {'on ' if split else 'off'}: wall median {np.median(walls[split]) * 1e3:.2f} ms, "
-              f"fastest {min(walls[split]) * 1e3:.2f}, 10th percentile {np.percentile(walls[split], 10) * 1e3:.2f}; "
-              f"CPU median {np.median(cpus[split]) * 1e3:.2f} ms")
-    print(f"on / off: median {np.median(walls[True]) / np.median(walls[False]):.3f}, "
-          f"10th percentile {np.percentile(walls[True], 10) / np.percentile(walls[False], 10):.3f}")
-
-
 def torch_step(threads):
     """(e)'s CNN step in PyTorch, as torch_peer trains it."""
     import torch
@@ -181,16 +147,13 @@ def vs_torch(blocks, per_block):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="profiled steps")
-    parser.add_argument("--ab", action="store_true", help="the batch split on against off, interleaved")
     parser.add_argument("--vs-torch", action="store_true", help="corgi's step against torch's, interleaved")
-    parser.add_argument("--blocks", type=int, default=16, help="--ab, --vs-torch: blocks of steps (alternating)")
-    parser.add_argument("--per-block", type=int, default=10, help="--ab, --vs-torch: steps a block")
+    parser.add_argument("--blocks", type=int, default=16, help="--vs-torch: blocks of steps (alternating)")
+    parser.add_argument("--per-block", type=int, default=10, help="--vs-torch: steps a block")
     args = parser.parse_args()
     load = os.getloadavg()[0]
     print(f"BLAS threads (OPENBLAS_NUM_THREADS): {os.environ.get('OPENBLAS_NUM_THREADS', 'unset')}; load {load:.2f}")
-    if args.ab:
-        ab(args.blocks, args.per_block)
-    elif args.vs_torch:
+    if args.vs_torch:
         vs_torch(args.blocks, args.per_block)
     else:
         profile(args.steps)

@@ -16,17 +16,6 @@ convolutional network's step:
   per offset would cost more.
 
 Leading dimensions of any number (none included) are one batch axis inside.
-
-Both split their work over two threads where that pays (``halves.py``):
-the copies, adds and max-pools (over examples, or channels) when BLAS may
-run two threads, while BLAS runs the products on its own; with
-``share_cores`` off, the products too, each thread its examples'. Every
-value is computed by the same operations either way, so results are bitwise
-the same split or not: the filters' gradient sums its per-example products
-after the split, and the input gradient's product over some examples gives
-each example's columns the bits the product over the whole batch gives them
-(BLAS computes each column of a product on its own; ``tests/test_halves.py``
-checks it).
 """
 
 # mypy: disable-error-code="no-any-return"
@@ -41,7 +30,6 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
 from ..checks import whole_numbers
-from .halves import may_split, split_batch
 from .operation import ArrayData, apply, array_operand
 from .registry import register
 
@@ -90,54 +78,24 @@ def _conv_grad_x(g: np.ndarray, s: _Convolution) -> np.ndarray:
     batch, _, positions = s.columns.shape
     count, depth, f_rows, f_cols = s.filter_shape
     out_rows, out_cols = g.shape[-2:]
+    g_last = np.ascontiguousarray(g.reshape(batch, count, positions).transpose(1, 2, 0))
+    delta_columns = (s.weights.T @ g_last.reshape(count, positions * batch)).reshape(
+        depth, f_rows, f_cols, out_rows, out_cols, batch
+    )
     rows, cols = s.x_shape[-2:]
-    g3 = g.reshape(batch, count, positions)
-    dtype = np.result_type(s.weights, g3)
+    dx = np.zeros((depth, rows, cols, batch), dtype=delta_columns.dtype)
     last_row, last_col = s.stride[0] * (out_rows - 1) + 1, s.stride[1] * (out_cols - 1) + 1
-
-    def deltas(lo: int, hi: int) -> np.ndarray:
-        """W^T g for examples lo:hi, as (depth, f_rows, f_cols, out_rows, out_cols, examples)."""
-        g_last = np.ascontiguousarray(g3[lo:hi].transpose(1, 2, 0))
-        product = s.weights.T @ g_last.reshape(count, positions * (hi - lo))
-        return product.reshape(depth, f_rows, f_cols, out_rows, out_cols, hi - lo)
-
-    def add_back(target: np.ndarray, columns: np.ndarray) -> None:
-        for r in range(f_rows):
-            for c in range(f_cols):
-                target[:, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += columns[:, r, c]
-
-    dx = np.empty((batch, depth, rows, cols), dtype=dtype)
-    if may_split(blas=True):  # share_cores off: each thread takes examples: product, adds, transposition
-
-        def examples(lo: int, hi: int) -> None:
-            sums = np.zeros((depth, rows, cols, hi - lo), dtype=dtype)
-            add_back(sums, deltas(lo, hi))
-            dx[lo:hi] = sums.transpose(3, 0, 1, 2)
-
-        split_batch(examples, batch, dx.size, blas=True)
-    else:  # one product over the batch (BLAS fills the cores), then the adds split by channel
-        columns = deltas(0, batch)
-        sums = np.zeros((depth, rows, cols, batch), dtype=dtype)
-        split_batch(lambda lo, hi: add_back(sums[lo:hi], columns[lo:hi]), depth, sums.size)
-        split_batch(lambda lo, hi: np.copyto(dx[lo:hi], sums[..., lo:hi].transpose(3, 0, 1, 2)), batch, dx.size)
-    return dx.reshape(s.x_shape)
+    for r in range(f_rows):
+        for c in range(f_cols):
+            dx[:, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += delta_columns[:, r, c]
+    return np.ascontiguousarray(dx.transpose(3, 0, 1, 2)).reshape(s.x_shape)
 
 
 def _conv_grad_filters(g: np.ndarray, s: _Convolution) -> np.ndarray:
-    # dW = sum over the batch of g times the columns, transposed: the products per example
-    # (split over threads), the sum over the batch after them, in one order
-    batch, size, positions = s.columns.shape
-    g3 = g.reshape(batch, s.filter_shape[0], positions)
-    products = np.empty((batch, s.filter_shape[0], size), dtype=np.result_type(g3, s.columns))
-
-    def multiply(lo: int, hi: int) -> None:
-        np.matmul(g3[lo:hi], s.columns[lo:hi].transpose(0, 2, 1), out=products[lo:hi])
-
-    if may_split(blas=True):
-        split_batch(multiply, batch, s.columns.size, blas=True)
-    else:
-        multiply(0, batch)
-    dw = products.sum(axis=0).reshape(s.filter_shape)
+    # dW = sum over the batch of g times the columns, transposed
+    batch, _, positions = s.columns.shape
+    dw = (g.reshape(batch, s.filter_shape[0], positions) @ s.columns.transpose(0, 2, 1)).sum(axis=0)
+    dw = dw.reshape(s.filter_shape)
     return dw[0] if s.single else dw
 
 
@@ -162,29 +120,12 @@ def conv(x: np.ndarray, filters: np.ndarray, stride: Any = (1, 1)) -> tuple[Any,
     windows = _windows(x.reshape((batch,) + x.shape[-3:]), (f_rows, f_cols), stride)  # (batch, d, i, j, r, c)
     out_rows, out_cols = windows.shape[2:4]
     # the one copy of the input: (batch, d, r, c, i, j), i.e. one column per output position
-    columns = np.empty((batch, depth, f_rows, f_cols, out_rows, out_cols), dtype=x.dtype)
-    flat = columns.reshape(batch, depth * f_rows * f_cols, out_rows * out_cols)
+    columns = np.ascontiguousarray(windows.transpose(0, 1, 4, 5, 2, 3))
+    columns = columns.reshape(batch, depth * f_rows * f_cols, out_rows * out_cols)
     weights = w.reshape(count, depth * f_rows * f_cols)
-    out = np.empty((batch, count, out_rows * out_cols), dtype=np.result_type(weights, flat))
-
-    def gather(lo: int, hi: int) -> None:
-        np.copyto(columns[lo:hi], windows[lo:hi].transpose(0, 1, 4, 5, 2, 3))
-
-    def multiply(lo: int, hi: int) -> None:
-        np.matmul(weights, flat[lo:hi], out=out[lo:hi])
-
-    if may_split(blas=True):  # share_cores off: each thread copies its examples' windows, multiplies them
-
-        def both(lo: int, hi: int) -> None:
-            gather(lo, hi)
-            multiply(lo, hi)
-
-        split_batch(both, batch, columns.size, blas=True)
-    else:
-        split_batch(gather, batch, columns.size)
-        multiply(0, batch)
-    saved = _Convolution(x.shape, flat, weights, w.shape, stride, single)
-    return out.reshape(lead + (count, out_rows, out_cols)), saved, 2 * out.size * depth * f_rows * f_cols
+    out = (weights @ columns).reshape(lead + (count, out_rows, out_cols))
+    saved = _Convolution(x.shape, columns, weights, w.shape, stride, single)
+    return out, saved, 2 * out.size * depth * f_rows * f_cols
 
 
 # ---------------------------------------------------------------- max-pooling
@@ -208,33 +149,27 @@ class _LargePooling(NamedTuple):
     stride: tuple[int, int]
 
 
-def _first_maxima(x: np.ndarray, out: np.ndarray, s: _Pooling, nan: bool) -> list[np.ndarray]:
-    """One mask per window offset (row-major), true where that offset holds its window's first maximum.
-
-    ``x`` and ``out`` are the input and the maxima (or the same slice of each along the first axis);
-    ``nan`` says whether any window's maximum is NaN."""
-    out_shape = (out.shape[-2], out.shape[-1])
+def _first_maxima(s: _Pooling) -> list[np.ndarray]:
+    """One mask per window offset (row-major), true where that offset holds its window's first maximum."""
+    out_shape = (s.out.shape[-2], s.out.shape[-1])
     offsets = [(r, c) for r in range(s.pool[0]) for c in range(s.pool[1])]
-    taken = np.zeros(out.shape, dtype=bool)
+    # a window holding NaN has the maximum NaN (np.maximum's rule): its first NaN is the one
+    nan = bool(np.isnan(s.out).any())
+    taken = np.zeros(s.out.shape, dtype=bool)
     masks = []
     for position, (r, c) in enumerate(offsets):
         if position == len(offsets) - 1:
             masks.append(~taken)  # the last offset is the first maximum wherever no earlier one was
             break
-        values = _offset(x, r, c, out_shape, s.stride)
-        mask = values == out
-        if nan:  # a window holding NaN has the maximum NaN (np.maximum's rule): its first NaN is the one
+        values = _offset(s.x, r, c, out_shape, s.stride)
+        mask = values == s.out
+        if nan:
             mask |= np.isnan(values)
         if position:
             np.greater(mask, taken, out=mask)  # equal to the maximum and no earlier offset was
         np.logical_or(taken, mask, out=taken)
         masks.append(mask)
     return masks
-
-
-def _images(x: np.ndarray) -> np.ndarray:
-    """``x`` as (images, rows, cols): every leading axis is one batch axis to split."""
-    return x.reshape((-1,) + x.shape[-2:])
 
 
 def _pool_grad_x(g: np.ndarray, s: _Pooling | _LargePooling) -> np.ndarray:
@@ -246,19 +181,13 @@ def _pool_grad_x(g: np.ndarray, s: _Pooling | _LargePooling) -> np.ndarray:
     disjoint = s.pool[0] <= s.stride[0] and s.pool[1] <= s.stride[1]
     # g * mask is exact for finite deltas; an infinite one times 0 would be NaN, not 0
     finite = bool(np.isfinite(g).all())
-    nan = bool(np.isnan(s.out).any())
     offsets = [(r, c) for r in range(s.pool[0]) for c in range(s.pool[1])]
-    x3, out3, g3, dx3 = _images(s.x), _images(s.out), _images(g), _images(dx)
-
-    def route(lo: int, hi: int) -> None:
-        for (r, c), mask in zip(offsets, _first_maxima(x3[lo:hi], out3[lo:hi], s, nan)):
-            target = _offset(dx3[lo:hi], r, c, out_shape, s.stride)
-            if finite and disjoint:
-                np.multiply(g3[lo:hi], mask, out=target)
-            else:
-                target += g3[lo:hi] * mask if finite else np.where(mask, g3[lo:hi], 0)
-
-    split_batch(route, len(dx3), dx.size)
+    for (r, c), mask in zip(offsets, _first_maxima(s)):
+        target = _offset(dx, r, c, out_shape, s.stride)
+        if finite and disjoint:
+            np.multiply(g, mask, out=target)
+        else:
+            target += g * mask if finite else np.where(mask, g, 0)
     return dx
 
 
@@ -289,18 +218,11 @@ def max_pool(x: np.ndarray, pool: Any = (2, 2), stride: Any = (2, 2)) -> tuple[A
         return out, _LargePooling(x.shape, argmax, pool, stride)
     # np.maximum propagates NaN and, among equal operands (0.0 and -0.0), returns its second:
     # with the running maximum second, each window keeps its first maximum, as argmax does
-    x3 = _images(x)
-    out = np.empty(x.shape[:-2] + out_shape, dtype=x.dtype)
-    out3 = _images(out)
-
-    def largest(lo: int, hi: int) -> None:
-        np.copyto(out3[lo:hi], _offset(x3[lo:hi], 0, 0, out_shape, stride))
-        for r in range(pool[0]):
-            for c in range(pool[1]):
-                if r or c:
-                    np.maximum(_offset(x3[lo:hi], r, c, out_shape, stride), out3[lo:hi], out=out3[lo:hi])
-
-    split_batch(largest, len(x3), x.size)
+    out = np.array(_offset(x, 0, 0, out_shape, stride))
+    for r in range(pool[0]):
+        for c in range(pool[1]):
+            if r or c:
+                np.maximum(_offset(x, r, c, out_shape, stride), out, out=out)
     return out, _Pooling(x, out, pool, stride)
 
 
