@@ -158,10 +158,12 @@ def wide(corgi, args):
     from corgi import Array
 
     def build(x, ws):
-        xa = Array(x, dtype=np.float32).tracked()
+        # copy=False: the inputs are handed over as torch.from_numpy hands them (the floor uses them
+        # as they are); copying 34 MB of inputs made corgi's forward 125 ms against numpy's 105
+        xa = Array(x, dtype=np.float32, copy=False).tracked()
         loss = None
         for w in ws:
-            wa = Array(w, dtype=np.float32).tracked()
+            wa = Array(w, dtype=np.float32, copy=False).tracked()
             part = Array.matmul((xa, False), (wa, False)).tanh().sum(2)
             loss = part if loss is None else loss + part
         return xa, loss

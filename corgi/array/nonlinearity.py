@@ -59,8 +59,19 @@ def sigmoid(x: Any) -> tuple[Any, ...]:
     return out, (out, None)
 
 
+def _tanh_dx(g: np.ndarray, out: np.ndarray) -> np.ndarray:
+    # g * (1 - out * out) in one new array instead of three (the wide graph's branches: three
+    # 2 MB temporaries each); the same operations on the same values, so the same bits
+    delta = out * out
+    np.subtract(1, delta, out=delta)
+    if g.shape == delta.shape and g.dtype == delta.dtype:
+        delta *= g
+        return delta
+    return g * delta
+
+
 # d tanh(x) = (1 - tanh(x)^2) dx
-@register("tanh", lambda g, out: g * (1 - out * out))
+@register("tanh", _tanh_dx)
 def tanh(x: Any) -> tuple[Any, ...]:
     out = np.tanh(x)
     return out, out
@@ -165,7 +176,9 @@ def _cross_entropy_dp(g: np.ndarray, saved: Any) -> np.ndarray:
     shifted, weights, kept = saved
     # the composition's backward, rule by rule: the sum's delta broadcast back, times the weights
     # (the product's rule), over p + epsilon (the logarithm's): the same operations, the same bits
-    return (np.broadcast_to(g.reshape(kept), shifted.shape) * weights) / shifted
+    # (``g.reshape(kept) * weights`` broadcasts g as ``np.broadcast_to`` did, product by product,
+    # without its microseconds of Python)
+    return (g.reshape(kept) * weights) / shifted
 
 
 # Fused for speed (one node instead of four), exactly its composition, in the same numpy operations:
