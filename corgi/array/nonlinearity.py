@@ -14,6 +14,11 @@ from .operation import ArrayData, apply, is_array
 from .registry import composed, register
 from .values import to_values
 
+# numpy's reductions themselves: ``x.sum(axis=...)`` and ``x.max(axis=...)`` call these through
+# a Python function of numpy's (a microsecond each, several per training step)
+_add_reduce = np.add.reduce
+_max_reduce = np.maximum.reduce
+
 if TYPE_CHECKING:
     from .core import Array
 
@@ -103,7 +108,7 @@ def _row_max(x: np.ndarray) -> np.ndarray:
     k = x.shape[-1]
     if k <= 32 and x.size >= 64 * k:
         return np.maximum.reduce(x.reshape(-1, k).T.copy(), axis=0).reshape(x.shape[:-1] + (1,))
-    return x.max(axis=-1, keepdims=True)
+    return _max_reduce(x, -1, keepdims=True)  # ``x.max(axis=-1, keepdims=True)`` without its Python wrapper
 
 
 # Ones to sum rows with, by (length, dtype): read-only, shared.
@@ -190,7 +195,8 @@ def cross_entropy(p: Any, weights: Any, epsilon: Any) -> tuple[Any, ...]:
     product = np.log(shifted) * weights
     if product.shape != p.shape:
         raise ValueError(f"cross_entropy: a target of dimensions {np.shape(weights)} does not match {p.shape}")
-    loss = product.reshape(-1).sum(axis=-1)  # as sum(skip_count) sums every axis of the product
+    # as sum(skip_count) sums every axis of the product (``.sum(axis=-1)``, without its Python wrapper)
+    loss = _add_reduce(product.reshape(-1), -1)
     return loss.reshape(1), (shifted, weights, (1,) * p.ndim), 4 * p.size
 
 

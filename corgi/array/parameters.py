@@ -71,7 +71,12 @@ def step_parameters(
             taken.append((node, gradient))
             values = parameter._values
             value = step(position, read_only(values), read_only(gradient)) if views else step(position, values, gradient)
-            if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
+            # (``is`` first: numpy's built-in dtypes are shared objects, and comparing them costs a call)
+            if (
+                type(value) is not np.ndarray
+                or (value.dtype is not values.dtype and value.dtype != values.dtype)
+                or value.shape != values.shape
+            ):
                 value = _conformed(value, values, where, position)
             # ``Array._wrap(value).tracked()``, field by field: a new tracked leaf
             new = _new_array(Array)
