@@ -155,7 +155,12 @@ def long(corgi, args):
 
 
 def wide(corgi, args):
-    from corgi import Array
+    return common.wide_workload(*wide_fns(corgi), args)
+
+
+def wide_fns(corgi):
+    """(c)'s build(x, ws) and backward(state) for any copy of corgi (``benchmarks.abwide`` passes two)."""
+    Array = corgi.Array
 
     def build(x, ws):
         # copy=False: the inputs are handed over as torch.from_numpy hands them (the floor uses them
@@ -173,7 +178,7 @@ def wide(corgi, args):
         loss.backward()
         return float(xa.gradient().numpy().sum(dtype=np.float64))
 
-    return common.wide_workload(build, backward, args)
+    return build, backward
 
 
 def train(corgi, args):
