@@ -20,6 +20,7 @@ import gc
 import signal
 import sys
 import threading
+import time
 import weakref
 
 import numpy as np
@@ -95,55 +96,97 @@ def test_finalizers_that_call_corgi_run_inside_passes(workers, fast_switching, c
     configure(workers=workers, handoff_cost=0)
     leaves, root = _graph()
     ledger = _ledger(leaves)
-    stop = []
-
-    errors = []  # Python swallows what a finalizer raises: keep it, and keep the chain going
+    finalizers = Finalizers()
 
     class Trash:
-        def __init__(self):
+        def __init__(self, renew=True):
+            self.renew = renew
             self.cycle = self  # only the cycle collector frees it
 
         def __del__(self):
-            if not stop:
-                try:
-                    ledger.intrude()
-                except BaseException as error:  # noqa: BLE001 - asserted below
-                    errors.append(error)
-                finally:
-                    Trash()  # the next collection has something to finalize too
+            finalizers.call(ledger.intrude, Trash if self.renew else None)
 
-    def finalized():
-        if not stop:
-            try:
-                ledger.intrude()
-            except BaseException as error:  # noqa: BLE001 - asserted below
-                errors.append(error)
-            finally:
-                holder = [None]
-                holder[0] = holder
-                weakref.finalize(_Cyclic(holder), finalized)
+    def weak_finalizer():
+        holder = [None]
+        holder[0] = holder
+        weakref.finalize(_Cyclic(holder), finalizers.call, ledger.intrude, weak_finalizer)
+
+    done = []  # passes run, one entry each (appended: two threads)
+
+    def drive():
+        # At least ``passes`` each, and on until finalizers have run inside the engine:
+        # a collection in progress on one thread (a finalizer of its own, say on the
+        # main thread starting the callers) holds every other thread's back, and under
+        # load both callers' passes could all fit inside it (seen: 0 of 130 inside).
+        mine = 0
+        while mine < passes or (ledger.inside < 100 and mine < 40 * passes):
+            Trash(renew=False)  # fresh garbage every pass, in case the chain's moved to an old generation
+            backward(root, 1)
+            done.append(None)
+            mine += 1
 
     Trash()
-    holder = [None]
-    holder[0] = holder
-    weakref.finalize(_Cyclic(holder), finalized)
+    weak_finalizer()
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)
     passes = 60
     try:
-        run_threads(2, lambda i: [backward(root, 1) for _ in range(passes)])
+        run_threads(2, lambda i: drive())
     finally:
-        stop.append(True)
+        finalizers.stop()
         gc.set_threshold(*old)
         gc.collect()
+    errors = finalizers.errors
     with capsys.disabled():
         print(
-            f"\n[reentry] workers={workers}: {ledger.calls} finalizers called corgi during {2 * passes} passes,"
+            f"\n[reentry] workers={workers}: {ledger.calls} finalizers called corgi during {len(done)} passes,"
             f" {ledger.inside} of them from inside the engine"
         )
     assert not errors, f"finalizers that called corgi raised: {errors[:3]!r}"
     assert ledger.inside > 50, (ledger.calls, ledger.inside, gc.isenabled(), gc.get_threshold())
-    ledger.check(2 * passes)
+    ledger.check(len(done))
+
+
+class Finalizers:
+    """Finalizers that call corgi, counted in and out, so a test can stop them and wait.
+
+    A collection may start on a pool worker after the passes it interrupted have
+    returned (the worker allocates between tasks too), so the last finalizer can
+    still be inside corgi when the test's own passes are over: counting before
+    it has finished would see its work half done (the gradient it took not yet
+    entered in the ledger, the pass it ran committed but not yet counted).
+    ``stop()`` turns them off and waits for every one that started.
+    """
+
+    def __init__(self) -> None:
+        self.stopped = False
+        self.entered: list[None] = []  # appended to, not incremented: several threads at once
+        self.left: list[None] = []
+        self.errors: list[BaseException] = []  # Python swallows what a finalizer raises: keep it
+
+    def call(self, action, renew=None) -> None:
+        """Unless stopped, run ``action`` (keeping what it raises), then ``renew()`` the garbage if given."""
+        self.entered.append(None)  # before the check: stop() waits for whoever passed it
+        try:
+            if self.stopped:
+                return
+            try:
+                action()
+            except BaseException as error:  # noqa: BLE001 - asserted by the tests
+                self.errors.append(error)
+            finally:
+                if renew is not None:
+                    renew()  # the next collection has something to finalize too
+        finally:
+            self.left.append(None)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """No finalizer calls corgi from now on; wait until the last one has returned."""
+        self.stopped = True
+        deadline = time.monotonic() + timeout
+        while len(self.left) < len(self.entered):
+            assert time.monotonic() < deadline, "a finalizer that calls corgi never returned"
+            time.sleep(0.001)
 
 
 class _Cyclic:
@@ -250,36 +293,39 @@ def test_a_finalizer_may_run_backward_on_arrays_while_a_pass_runs(workers, fast_
     y = Array([3.0]).tracked()
     side = (y * 2.0).sum()
     runs = []  # appended to, not incremented: finalizers run on several threads at once
-    errors = []  # Python swallows what a finalizer raises: keep it
-    stop = []
+    finalizers = Finalizers()
+
+    def run_side():
+        side.backward()
+        runs.append(1)
 
     class Trash:
-        def __init__(self):
+        def __init__(self, renew=True):
+            self.renew = renew
             self.cycle = self
 
         def __del__(self):
-            if not stop:
-                try:
-                    side.backward()
-                    runs.append(1)
-                except BaseException as error:  # noqa: BLE001 - asserted below
-                    errors.append(error)
-                finally:
-                    Trash()
+            finalizers.call(run_side, Trash if self.renew else None)
 
     Trash()
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)
     try:
         loss = ((x * x).tanh() + x.exp() * 0.5).sum()
-        for _ in range(50):
+        passes = 0
+        while passes < 50 or (len(runs) < 20 and passes < 2000):  # on until finalizers ran, as above
+            Trash(renew=False)
             loss.backward()
+            passes += 1
     finally:
-        stop.append(True)
+        # A worker may be inside a finalizer's pass still (found under load: y held
+        # 160 passes while 161 were counted, the last one committing after the read).
+        finalizers.stop()
         gc.set_threshold(*old)
         gc.collect()
+    errors = finalizers.errors
     assert not errors, f"finalizers that ran a pass raised: {errors[:3]!r}"
     assert len(runs) > 0 and y.gradient().numpy().tolist() == [2.0 * len(runs)]
     single = Array([1.0, 2.0]).tracked()
     ((single * single).tanh() + single.exp() * 0.5).sum().backward()
-    np.testing.assert_allclose(x.gradient().numpy(), 50 * single.gradient().numpy(), rtol=1e-12)
+    np.testing.assert_allclose(x.gradient().numpy(), passes * single.gradient().numpy(), rtol=1e-12)
