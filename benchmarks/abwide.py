@@ -59,6 +59,7 @@ def child(args: argparse.Namespace) -> None:
     import corgi
     from benchmarks.workloads import common, corgi_peer, floor
 
+    load_before = os.getloadavg()
     setter = blas_setter()
     if setter is None:
         raise SystemExit("abwide: OpenBLAS's set_num_threads not found")
@@ -94,7 +95,7 @@ def child(args: argparse.Namespace) -> None:
                 tot.append(t2 - t0)
             forward[name].append(statistics.median(fw) * 1e3)
             total[name].append(statistics.median(tot) * 1e3)
-    out = {"threads": args.threads, "load_before": os.getloadavg(), "forward_ms": forward, "total_ms": total,
+    out = {"threads": args.threads, "load_before": load_before, "forward_ms": forward, "total_ms": total,
            "checks": checks, "check_ok": all(abs(v - checks["numpy serial"]) <= 1e-3 * abs(checks["numpy serial"])
                                              for v in checks.values())}
     out["load_after"] = os.getloadavg()
