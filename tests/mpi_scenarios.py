@@ -246,7 +246,9 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
     pooled = corgi.engine.settings().workers > 0
     corgi.engine.configure(handoff_cost=0)  # every queued node gets a worker's ticket
     # With workers, the backward passes of branches 0 and 1 meet at a barrier: two threads must
-    # be inside the pass at once, so one branch's weight is finished, and its bucket sent, by a worker.
+    # be inside the pass at once, so one branch's weight is finished by a worker, which sends its
+    # bucket if it is weight 1's (weight 0's, the last bucket, carries the step's status: finish()
+    # sends it, on the caller's thread).
     meeting = threading.Barrier(2, timeout=20)
 
     def meet(branch: Any) -> Any:
@@ -288,11 +290,12 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
     link.Ireduce = recorded(link.Ireduce)
     reducer = parallel._reducer
     finish = reducer.finish
-    during_pass = []
+    during_pass, after_finish = [], []
 
     def counting_finish(extra: float = 0.0) -> None:
         during_pass.append(reducer.started)  # buckets already sent when the pass returned
         finish(extra)
+        after_finish.append(reducer.started)
 
     reducer.finish = counting_finish
     digests = [parallel.digest()]
@@ -302,7 +305,7 @@ def threads(args: argparse.Namespace) -> dict[str, Any]:
         parallel.update()
         digests.append(parallel.digest())
     report: dict[str, Any] = {"rank": rank, "digests": digests, "callers": sorted(callers),
-                              "during_pass": during_pass, "buckets": len(reducer.buckets),
+                              "during_pass": during_pass, "after_finish": after_finish, "buckets": len(reducer.buckets),
                               "thread_level": MPI.Query_thread()}
     if rank == 0:
         corgi.engine.configure(workers=0)

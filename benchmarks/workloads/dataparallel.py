@@ -192,11 +192,14 @@ def corgi_peer(comm, args):
     parallel.synchronize()
 
     def exchange():
-        parallel._report()     # every gradient is final: fill and start the buckets, then the flags
+        parallel._report()     # every gradient is final: fill and start the buckets, the status in the last
         parallel.synchronize()  # wait for them; the averages become the gradients
 
-    sends = [bucket.send for bucket in parallel._reducer.buckets]
-    sends[-1] = np.array(model.parameters()[0].gradient().numpy()).reshape(-1)  # the weight, sent alone
+    # what corgi sends: a lone parameter's gradient as it is, any other bucket's buffer (the last
+    # one's with the step's status after its gradients: 14 values here)
+    gradients = [parameter.gradient().numpy() for parameter in model.parameters()]
+    sends = [np.array(gradients[bucket.slots[0].position]).reshape(-1) if bucket.alone else bucket.send
+             for bucket in parallel._reducer.buckets]
     receives = [np.empty_like(send) for send in sends]
 
     def raw():

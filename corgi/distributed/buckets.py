@@ -4,8 +4,9 @@ Parameters are grouped into buckets, in reverse order (the last layer's
 gradients are final first in a backward pass), one dtype per bucket, each
 bucket holding at most ``bucket_bytes`` unless a single parameter is bigger.
 Every rank computes the same plan from the same parameter signature, so
-buckets are numbered alike everywhere, and they are always started in that
-order: MPI requires every rank to start its collective operations in the
+buckets are numbered alike everywhere (the plan's order, with the bucket
+that carries the step's status moved last), and they are always started in
+that order: MPI requires every rank to start its collective operations in the
 same order.
 
 A bucket is summed with one non-blocking ``Iallreduce`` (or an ``Ireduce`` to
@@ -26,14 +27,17 @@ time (``MPI_THREAD_SERIALIZED`` is enough). Where MPI allows calls from
 one thread only (``MPI_THREAD_FUNNELED`` or ``SINGLE``), a bucket completed
 on another thread waits for ``finish()`` on the reducer's own thread.
 
-After the pass, ``finish`` reports the parameters the pass never reached
-(no gradient) and starts one last small exchange: per parameter, how many
-ranks had a gradient; one number per rank (``extra``, the loss); and
-whether any rank failed. A rank whose step fails part-way (a backward
-function raised after some buckets went out) calls ``abandon``: it sends
-the rest of its buckets anyway, marked failed, so that no rank waits
-forever for a message that never comes and every request completes; then
-every rank's ``wait`` raises ``StepFailed``, and no rank uses the sums.
+The last bucket also carries the step's status after its gradients (see
+``corgi.distributed.status``): per parameter, how many ranks had a gradient;
+one number per rank (``extra``, the loss); and which ranks failed. So a step
+makes no collective operation of its own for them. The status is known only
+when the pass is over, so the last bucket is the one the pass finishes last
+among those copied anyway (``carrier``), and ``finish`` sends it. A rank
+whose step fails part-way (a backward function raised after some buckets
+went out) calls ``abandon``: it sends the rest of its buckets anyway, the
+last marked failed, so that no rank waits forever for a message that never
+comes and every request completes; then every rank's ``wait`` raises
+``StepFailed``, and no rank uses the sums.
 """
 
 from __future__ import annotations
@@ -45,8 +49,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from .comm import Request, Transport
+from .status import Status, status_size
 
 REDUCTIONS = ("allreduce", "reduce-broadcast")
+# A bucket of one parameter sends its gradient without a copy; made the carrier of the status it
+# must be copied. Up to this size the copy costs less than a small allreduce of its own (about
+# 10 us of latency and Python here).
+CARRIER_BYTES = 64 * 1024
 
 
 class StepFailed(RuntimeError):
@@ -107,49 +116,79 @@ def plan(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], bucket_b
 
 
 class Bucket:
-    """One flat buffer's worth of gradients: its slots, its reusable send buffer, and this step's state."""
+    """One flat buffer's worth of gradients: its slots, its reusable send buffer, and this step's state.
 
-    def __init__(self, index: int, slots: list[Slot], dtype: np.dtype) -> None:
+    ``tail`` more values follow the gradients in both buffers (the step's
+    status, in the last bucket only). A bucket of one parameter and no tail
+    sends that gradient itself when it is row-major; any other is copied in.
+    """
+
+    def __init__(self, index: int, slots: list[Slot], dtype: np.dtype, tail: int = 0) -> None:
         self.index = index
         self.slots = slots
         self.dtype = dtype
-        self.size = sum(slot.size for slot in slots)
-        self.send = np.zeros(self.size, dtype=dtype)  # made once, reused every step
+        self.size = sum(slot.size for slot in slots)  # gradient values, without the tail
+        self.send = np.zeros(self.size + tail, dtype=dtype)  # made once, reused every step
         # each slot's place in the send buffer, shaped like its parameter, made once
         self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
+        self.alone = len(slots) == 1 and tail == 0
+        # where each slot's piece of the receive buffer is, and its shape (None: a 1-D slice has it already)
+        self.cuts = [(slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
+                     for slot in slots]
         self.pending = len(slots)
         self.source: np.ndarray = self.send
         self.receive: np.ndarray | None = None
 
     def put(self, member: int, gradient: np.ndarray | None, where: str) -> None:
         """Take this step's gradient of the bucket's ``member``-th slot (None: none on this rank)."""
-        slot = self.slots[member]
         if gradient is None:
             self.regions[member].fill(0)
             self.source = self.send
             return
-        if gradient.shape != slot.shape or gradient.dtype != self.dtype:
+        region = self.regions[member]
+        if gradient.shape != region.shape or gradient.dtype != self.dtype:
+            slot = self.slots[member]
             raise ValueError(
                 f"{where}: the gradient of parameter {slot.position} has dimensions {gradient.shape} "
                 f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
             )
-        if len(self.slots) == 1 and gradient.flags.c_contiguous:
-            # The gradient itself is the send buffer; MPI only reads it. (mpi4py would
-            # also take a column-major array and send it in memory order, scrambled,
-            # hence the explicit row-major check.)
-            self.source = gradient.reshape(-1)
+        if self.alone and gradient.flags.c_contiguous:
+            # The gradient itself is the send buffer; MPI only reads it. (mpi4py takes
+            # any contiguous array as a flat buffer, a column-major one too, in memory
+            # order, scrambled: hence the explicit row-major check.)
+            self.source = gradient
             return
-        np.copyto(self.regions[member], gradient)
+        np.copyto(region, gradient)
         self.source = self.send
 
-    def received(self) -> list[np.ndarray]:
-        """Each slot's piece of this step's (read-only) receive buffer, shaped like its parameter."""
+    def deliver(self, summed: list[np.ndarray | None]) -> None:
+        """Put each slot's piece of this step's receive buffer, read-only and shaped like its parameter, into ``summed``."""
         receive = self.receive
         assert receive is not None
         receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
-        if len(self.slots) == 1:
-            return [receive.reshape(self.slots[0].shape)]
-        return [receive[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
+        for position, start, stop, shape in self.cuts:
+            piece = receive[start:stop]
+            summed[position] = piece if shape is None else piece.reshape(shape)
+
+
+def carrier(layout: Sequence[Sequence[int]], sizes: Sequence[int], limit: int = CARRIER_BYTES) -> int | None:
+    """Which bucket of ``layout`` carries the step's status (it is sent last), or None for a bucket of its own.
+
+    The status is known only when the pass is over, so its bucket waits for
+    the pass's end: the latest bucket (the one the pass finishes last) that is
+    copied anyway (several parameters) or whose copy is cheap (``limit``
+    bytes or less). ``sizes`` are each bucket's bytes.
+
+    >>> carrier([[3, 2, 1], [0]], [11304, 802816])     # the MLP: the weight is sent as it is, the rest carries
+    0
+    >>> carrier([[1], [0]], [1 << 20, 1 << 20]) is None
+    True
+    """
+    chosen = None
+    for index, (positions, size) in enumerate(zip(layout, sizes)):
+        if len(positions) > 1 or size <= limit:
+            chosen = index
+    return chosen
 
 
 class Reducer:
@@ -167,12 +206,14 @@ class Reducer:
     ([array([[1., 1.],
            [1., 1.]]), None, None], 0.5)
 
-    The last, small exchange counts, for each parameter, the ranks that had
-    a gradient for it: a parameter no rank used gets no gradient (``None``),
-    as in a single process, rather than zeros that a momentum or Adam step
-    would still act on. It also sums one number per rank, ``extra``
-    (DataParallel sends its share of the loss there), which ``wait``
-    returns beside the gradients.
+    The buckets go out in ``plan``'s order, except the one that carries the
+    step's status (``carrier``), which goes last, when ``finish`` knows the
+    status: per parameter, how many ranks had a gradient for it (a parameter
+    no rank used gets no gradient, ``None``, as in a single process, rather
+    than zeros that a momentum or Adam step would still act on); one number
+    per rank, ``extra``, summed (DataParallel sends its share of the loss
+    there), which ``wait`` returns beside the gradients; and which ranks
+    failed. See ``corgi.distributed.status`` for why it stays exact.
     """
 
     def __init__(
@@ -193,35 +234,40 @@ class Reducer:
         # MPI calls from any thread (serialised by the lock), or only from the thread that made the reducer
         self.any_thread = any_thread
         self.owner = threading.get_ident()
+        count = len(shapes)
+        sizes = [int(np.prod(shape, dtype=np.int64)) for shape in shapes]
+        layout = plan(shapes, dtypes, bucket_bytes)
+        chosen = carrier(layout, [sum(sizes[p] for p in positions) * np.dtype(dtypes[positions[0]]).itemsize
+                                  for positions in layout])
+        # the carrier goes last; with no bucket fit to carry it, the status has a bucket of its own
+        order = [positions for index, positions in enumerate(layout) if index != chosen]
+        order.append(layout[chosen] if chosen is not None else [])
         self.buckets: list[Bucket] = []
         # parameter position -> (bucket, its member index in the bucket)
-        self.places: list[tuple[Bucket, int]] = [None] * len(shapes)  # type: ignore[list-item]
-        for index, positions in enumerate(plan(shapes, dtypes, bucket_bytes)):
+        self.places: list[tuple[Bucket, int]] = [None] * count  # type: ignore[list-item]
+        tail = status_size(count, link.size)
+        for index, positions in enumerate(order):
             slots, offset = [], 0
             for position in positions:
-                size = int(np.prod(shapes[position], dtype=np.int64))
-                slots.append(Slot(position, index, offset, tuple(shapes[position]), size))
-                offset += size
-            bucket = Bucket(index, slots, np.dtype(dtypes[positions[0]]))
+                slots.append(Slot(position, index, offset, tuple(shapes[position]), sizes[position]))
+                offset += sizes[position]
+            last = index == len(order) - 1
+            dtype = np.dtype(dtypes[positions[0]]) if positions else np.dtype("float64")
+            bucket = Bucket(index, slots, dtype, tail if last else 0)
             self.buckets.append(bucket)
             for member, position in enumerate(positions):
                 self.places[position] = (bucket, member)
-        count = len(shapes)
-        # The last exchange, summed over ranks: a use flag per parameter (1.0 where this rank has
-        # a gradient), then ``extra``, then 1.0 if this rank failed and its rank if so. Both
-        # buffers are made once: the request that uses them completes within the step.
-        self.flags = np.ones(count + 3)
-        self.flags[count:] = 0.0
-        self.totals = np.empty(count + 3)
-        self.missing = False  # some use flag is 0.0 (set back to 1.0 by _reset)
+        self.carrier = self.buckets[-1]
+        self.status = Status(self.carrier.send[self.carrier.size :], count, link.rank, link.size, where)
+        self.missing = False  # some use flag is 0 (set back to 1 by _reset)
         self._lock = threading.Lock()
         self._reset()
 
     def _reset(self) -> None:
-        # Every buffer of an operation in flight stays referenced (by its bucket, or by
-        # self.flags/self.totals) until wait() has seen it complete: mpi4py does not keep the
-        # buffers of a non-blocking operation alive, and a receive buffer freed early is
-        # written after it was freed (tried: a temporary receive array crashes the rank).
+        # Every buffer of an operation in flight stays referenced (by its bucket) until wait()
+        # has seen it complete: mpi4py does not keep the buffers of a non-blocking operation
+        # alive, and a receive buffer freed early is written after it was freed (tried: a
+        # temporary receive array crashes the rank).
         for bucket in self.buckets:
             bucket.pending = len(bucket.slots)
             bucket.source = bucket.send  # let go of last step's gradient
@@ -230,12 +276,11 @@ class Reducer:
         self.reported = [False] * count
         self.count = 0  # how many of them are True
         if self.missing:
-            self.flags[:count] = 1.0
+            self.status.flags.fill(1.0)
             self.missing = False
-        self.flags[count:] = 0.0
         self.ready = [False] * len(self.buckets)
         self.started = 0  # buckets 0 .. started-1 are on their way
-        self.finished = False  # the last exchange has started
+        self.finished = False  # the carrier, the last bucket, has started
         self.requests: list[Request] = []
 
     @property
@@ -254,7 +299,7 @@ class Reducer:
 
         When that completes its bucket, the bucket is sent, once every
         bucket before it has been: every rank starts them in index order,
-        whatever order they complete in.
+        whatever order they complete in. The last bucket waits for ``finish``.
 
         >>> from corgi.distributed import LocalComm
         >>> reducer = Reducer(LocalComm(), [(1,)], [np.dtype("float64")], 1024)
@@ -270,10 +315,11 @@ class Reducer:
             bucket = self._take(position, gradient)
             if bucket.pending == 0:
                 self.ready[bucket.index] = True
-                self._start_ready(self.any_thread or threading.get_ident() == self.owner)
+                if self.any_thread or threading.get_ident() == self.owner:
+                    self._start_ready(len(self.buckets) - 1)
 
     def gradients_ready(self, gradients: Sequence[np.ndarray | None]) -> None:
-        """Every parameter's gradient for this step at once, in parameter order: every bucket is sent.
+        """Every parameter's gradient for this step at once, in parameter order: every bucket but the last is sent.
 
         The same as ``gradient_ready`` for each, in one call (the path taken
         when every gradient is final at once, after ``backward()``).
@@ -285,24 +331,25 @@ class Reducer:
         >>> reducer.wait()
         ([array([1.]), array([3., 3.])], 0.0)
         """
-        if len(gradients) != len(self.places):
-            raise ValueError(f"{self.where}: {len(self.places)} parameters but {len(gradients)} gradients")
+        places = self.places
+        if len(gradients) != len(places):
+            raise ValueError(f"{self.where}: {len(places)} parameters but {len(gradients)} gradients")
         with self._lock:
             if self.count or self.finished:
                 raise ValueError(f"{self.where}: gradients were already reported this step")
             where = self.where
+            for (bucket, member), gradient in zip(places, gradients):
+                bucket.put(member, gradient, where)
+                if gradient is None:
+                    self.status.flags[bucket.slots[member].position] = 0.0
+                    self.missing = True
             for bucket in self.buckets:
-                for member, slot in enumerate(bucket.slots):
-                    bucket.put(member, gradients[slot.position], where)
                 bucket.pending = 0
-            missing = [position for position, gradient in enumerate(gradients) if gradient is None]
-            if missing:
-                self.flags[missing] = 0.0
-                self.missing = True
-            self.reported = [True] * len(self.places)
-            self.count = len(self.places)
+            self.reported = [True] * len(places)
+            self.count = len(places)
             self.ready = [True] * len(self.buckets)
-            self._start_ready(self.any_thread or threading.get_ident() == self.owner)
+            if self.any_thread or threading.get_ident() == self.owner:
+                self._start_ready(len(self.buckets) - 1)
 
     def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:
         if self.reported[position]:
@@ -312,28 +359,26 @@ class Reducer:
         self.reported[position] = True
         self.count += 1
         if gradient is None:
-            self.flags[position] = 0.0
+            self.status.flags[position] = 0.0
             self.missing = True
         bucket.pending -= 1
         return bucket
 
-    def _start_ready(self, allowed: bool) -> None:
-        # every rank starts its buckets in index order, whatever order they became ready in
-        if not allowed:
-            return  # this thread may not call MPI: finish() starts them
-        link, buckets = self.link, self.buckets
-        while self.started < len(buckets) and self.ready[self.started]:
+    def _start_ready(self, end: int) -> None:
+        # every rank starts its buckets in index order, whatever order they became ready in;
+        # only finish() and abandon() go up to the last one, the carrier of the status
+        link, buckets, ready, requests = self.link, self.buckets, self.ready, self.requests
+        while self.started < end and ready[self.started]:
             bucket = buckets[self.started]
-            bucket.receive = np.empty(bucket.size, dtype=bucket.dtype)
+            receive = bucket.receive = np.empty(bucket.send.size, dtype=bucket.dtype)
             if self.reduction == "allreduce":
-                self.requests.append(link.Iallreduce(bucket.source, bucket.receive))
+                requests.append(link.Iallreduce(bucket.source, receive))
             else:
-                root = link.rank == 0
-                self.requests.append(link.Ireduce(bucket.source, bucket.receive if root else None, root=0))
+                requests.append(link.Ireduce(bucket.source, receive if link.rank == 0 else None, root=0))
             self.started += 1
 
     def finish(self, extra: float = 0.0) -> None:
-        """The pass is over: parameters not reported have no gradient here; send what is left, and the flags.
+        """The pass is over: parameters not reported have no gradient here; send what is left, the status last.
 
         Call it on the reducer's own thread, once every gradient this rank
         will report is reported. ``extra`` is this rank's number to sum.
@@ -345,20 +390,20 @@ class Reducer:
         ([None], 2.0)
         """
         with self._lock:
-            self._finish(extra)
+            self._finish(extra, failed=False)
 
-    def _finish(self, extra: float) -> None:
+    def _finish(self, extra: float, failed: bool) -> None:
         if self.finished:
             raise ValueError(f"{self.where}: the step's exchange was already finished")
-        for position, seen in enumerate(self.reported):
-            if not seen:
-                bucket = self._take(position, None)
-                if bucket.pending == 0:
-                    self.ready[bucket.index] = True
-        self._start_ready(True)
-        count = len(self.places)
-        self.flags[count] = extra
-        self.requests.append(self.link.Iallreduce(self.flags, self.totals))
+        if self.count < len(self.places):
+            for position, seen in enumerate(self.reported):
+                if not seen:
+                    bucket = self._take(position, None)
+                    if bucket.pending == 0:
+                        self.ready[bucket.index] = True
+        self.status.mark(extra, failed)
+        self.ready[-1] = True
+        self._start_ready(len(self.buckets))
         self.finished = True
 
     def abandon(self) -> None:
@@ -376,11 +421,8 @@ class Reducer:
         """
         with self._lock:
             try:
-                count = len(self.places)
-                self.flags[count + 1] = 1.0
-                self.flags[count + 2] = float(self.link.rank)
                 if not self.finished:
-                    self._finish(0.0)
+                    self._finish(0.0, failed=True)
                 self._collect()
             finally:
                 self._reset()
@@ -401,20 +443,17 @@ class Reducer:
                         f"{self.where}: the step's exchange is not finished (no gradient reported for parameters {missing})"
                     )
                 self._collect()
-                count = len(self.places)
-                failures = int(self.totals[count + 1])
-                if failures:
-                    rank = int(self.totals[count + 2]) if failures == 1 else None
-                    raise StepFailed(self.where, failures, rank)
-                summed: list[np.ndarray | None] = [None] * count
+                carrier = self.carrier
+                assert carrier.receive is not None
+                failed, extra = self.status.read(carrier.receive[carrier.size :])
+                if failed:
+                    raise StepFailed(self.where, len(failed), failed[0] if len(failed) == 1 else None)
+                summed: list[np.ndarray | None] = [None] * len(self.places)
                 for bucket in self.buckets:
-                    for slot, gradient in zip(bucket.slots, bucket.received()):
-                        summed[slot.position] = gradient
+                    bucket.deliver(summed)
                 if self.missing:  # this rank lacked a gradient: did any rank have it?
-                    for position, users in enumerate(self.totals[:count].tolist()):
-                        if not users:
-                            summed[position] = None
-                extra = float(self.totals[count])
+                    for position in self.status.unused(carrier.receive[carrier.size :]):
+                        summed[position] = None
             finally:
                 if self.finished:
                     self._reset()
@@ -430,7 +469,7 @@ class Reducer:
     def _broadcast(self, reductions: list[Request]) -> list[Request]:
         """Rank 0 sends each reduced bucket back out, as soon as its reduction is done."""
         broadcasts = []
-        for request, bucket in zip(reductions, self.buckets):  # the flags' request, last, is left out
+        for request, bucket in zip(reductions, self.buckets):
             if self.link.rank == 0:
                 request.Wait()
             assert bucket.receive is not None

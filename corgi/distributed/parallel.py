@@ -235,8 +235,9 @@ class DataParallel:
     #
     # A step's collective operations, in the same order on every rank: the count of examples
     # (started with the step, waited for just before backward, so no rank waits for another's
-    # forward pass), the gradient buckets (started during the backward pass, in index order),
-    # then the use flags with the loss and the failure marks. The ranks meet once, at the end.
+    # forward pass), then the gradient buckets (started during the backward pass, in index order;
+    # the last, sent when the pass is over, carries the use flags, the loss and the failure marks).
+    # The ranks meet once, at the end.
     # Once the count is started, an error on this rank goes through _abandon: the rank finishes
     # the step's exchange marked failed, so that every rank's requests complete and all fail.
 
