@@ -19,6 +19,11 @@ stays on, as in the timed benchmarks.
   and with ``make_softmax_cross_entropy`` (fused), batch 4, float64: almost
   nothing but per-operation overhead. ``model-floor`` is the numpy floor's
   step (in place) on the same network.
+- ``phases`` (``--only phases``): the same two Model steps cut into phases,
+  each the difference of two cumulative runs: the forward; the backward's
+  cost, its vjps (each operation node's ``deltas`` on the pass's totals) and
+  the pass with the rest (``loss.backward()``, the loss as a float); the
+  update.
 """
 from __future__ import annotations
 
@@ -89,7 +94,7 @@ def work(kind: str, amount: int, workers: int) -> None:
     from corgi.model import Model
     from corgi.optimizer import GradientDescent
 
-    seed = kind == "model-seed"
+    seed = kind.startswith("model-seed")
     model = Model([Dense(8, 4, make_he(rng=0), make_relu()), Dense(4, 2, make_he(rng=1), make_softmax() if seed else None)],
                   GradientDescent(0.01), make_cross_entropy() if seed else make_softmax_cross_entropy())
     rng = np.random.default_rng(0)
@@ -99,11 +104,29 @@ def work(kind: str, amount: int, workers: int) -> None:
         model.forward(x)
         model.backward(target)
         model.update()
+    phase = kind.rpartition(":")[2] if ":" in kind else "step"
+    if phase == "vjps":  # the pass's total at each operation node, to call its vjps with
+        model.forward(x)
+        loss = model.cost(model.output, target)
+        nodes, stack = [], [loss._node]
+        while stack:
+            node = stack.pop()
+            if node.inputs and all(node is not seen for seen in nodes):
+                nodes.append(node)
+                stack.extend(node.inputs)
+        pairs = list(zip(nodes, corgi.engine.backward(loss._node, np.ones(1), targets=nodes)))
     gc.collect()
     for _ in range(amount):
         model.forward(x)
-        model.backward(target)
-        model.update()
+        if phase in ("cost", "vjps"):
+            model.cost(model.output, target)
+        if phase == "vjps":
+            for node, delta in pairs:
+                node.deltas(delta)
+        if phase in ("backward", "step"):
+            model.backward(target)
+        if phase == "step":
+            model.update()
     del common
 
 
@@ -151,6 +174,13 @@ def main(argv: list[str] | None = None) -> None:
         total = per_unit("chain-floor", 0, 2) / CHAIN_N
         print(f"chain, the numpy closure tape: forward {forward:,.0f}, backward {total - forward:,.0f}, "
               f"total {total:,.0f} instructions per op", flush=True)
+    if "phases" in only:
+        for kind in ("model-seed", "model-fused"):
+            at = {phase: per_unit(f"{kind}:{phase}", 0, 50) for phase in ("forward", "cost", "vjps", "backward", "step")}
+            print(f"{kind} by phase: forward {at['forward']:,.0f}; backward {at['backward'] - at['forward']:,.0f} "
+                  f"(the cost {at['cost'] - at['forward']:,.0f}, the vjps {at['vjps'] - at['cost']:,.0f}, the pass "
+                  f"and the rest {at['backward'] - at['vjps']:,.0f}); update {at['step'] - at['backward']:,.0f}",
+                  flush=True)
     if "model" in only:
         for kind in ("model-floor", "model-seed", "model-fused"):
             print(f"{kind} (Dense 8-4-2, batch 4, float64): {per_unit(kind, 0, 50):,.0f} instructions per step",

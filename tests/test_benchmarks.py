@@ -177,6 +177,33 @@ def test_training_jobs_pair_every_peer_per_network_and_thread_count():
     assert all("--dtype" in job.options and "float64" in job.options for job in jobs)
 
 
+def test_abwide_ratios_are_to_the_better_numpy_option_of_each_block():
+    from benchmarks import abwide
+
+    record = {"threads": 2, "load_before": [0, 0, 0], "load_after": [0, 0, 0], "checks": {}, "check_ok": True,
+              "forward_ms": {"numpy serial": [1, 1], "numpy pool": [1, 1], "corgi": [1, 1]},
+              "total_ms": {"numpy serial": [10.0, 30.0], "numpy pool": [20.0, 15.0], "corgi": [12.0, 30.0]}}
+    table = abwide.render(record)
+    assert "| corgi | 1.0 | 21.0 | 1.60x (1.20-2.00) |" in table  # 12 / 10 and 30 / 15
+    assert "| numpy serial | 1.0 | 20.0 | 1.50x (1.00-2.00) |" in table
+
+
+def test_abwide_runs_every_peer_in_one_process_with_agreeing_results():
+    import subprocess
+    import sys
+
+    from benchmarks import abwide, run
+
+    proc = subprocess.run([sys.executable, "-m", "benchmarks.abwide", "--rows", "16", "--cols", "32", "--branches", "3",
+                           "--blocks", "2", "--repeats", "1", "--threads", "1"],
+                          cwd=run.ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "check values agree" in proc.stdout
+    for peer in ("numpy serial", "numpy pool", "corgi"):
+        assert f"| {peer} |" in proc.stdout
+    assert abwide.blas_setter() is not None  # numpy's OpenBLAS, whose thread count the child sets
+
+
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("options, expected", [
     (["--steps", "2"], ("conv", "max_pool", "backward 1", "all primitives")),

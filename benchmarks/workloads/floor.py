@@ -108,6 +108,11 @@ def long(np_, args):
 def wide(np_, args):
     # The pool is made once, outside the timing, as an engine's pool would be.
     pool = ThreadPoolExecutor(args.pool) if args.pool > 0 else None
+    return common.wide_workload(*wide_fns(pool), args)
+
+
+def wide_fns(pool=None):
+    """(c)'s build(x, ws) and backward(state) by hand, the branches' backward on ``pool`` if given."""
 
     def build(x, ws):
         ys = [np.tanh(x @ w) for w in ws]
@@ -127,7 +132,7 @@ def wide(np_, args):
             dx = dx + dxk
         return float(dx.sum(dtype=np.float64))
 
-    return common.wide_workload(build, backward, args)
+    return build, backward
 
 
 def train(np_, args):

@@ -31,6 +31,8 @@ from .registry import sum_to
 from .shape import ShapeMethods, stack
 from .values import Dimensions, dimensions_of, read_only, resolve, to_values
 
+_add_reduce = np.add.reduce
+
 
 class Array(
     IndexingMethods,
@@ -188,7 +190,7 @@ class Array(
         >>> arr(1, 2, 3).sum_all()
         6.0
         """
-        return float(self._values.sum())
+        return float(_add_reduce(self._values, None))  # ``values.sum()`` without numpy's Python wrapper
 
     # -- one value as a Python number -----------------------------------
 

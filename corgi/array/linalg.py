@@ -36,6 +36,8 @@ class _Product(NamedTuple):
     b_is_vector: bool
 
 
+_new_tuple = tuple.__new__
+
 # (``x.swapaxes`` and ``@`` rather than ``np.swapaxes`` and ``np.matmul``: the same
 # operations, without a microsecond of Python-level dispatch each)
 
@@ -92,7 +94,7 @@ def matmul(a: Any, b: Any, c: Any = None, transpose_a: Any = False, transpose_b:
         # c broadcasts to the product and never enlarges it (as torch.addmm): the deltas of a and b
         # are then the delta of the result as it is; the product is fresh, so c adds in place
         try:
-            if c.dtype == out.dtype or np.result_type(out, c) == out.dtype:
+            if c.dtype is out.dtype or c.dtype == out.dtype or np.result_type(out, c) == out.dtype:
                 out += c
             else:
                 out = np.add(out, c)
@@ -106,7 +108,8 @@ def matmul(a: Any, b: Any, c: Any = None, transpose_a: Any = False, transpose_b:
         # numpy drops the axis it added for a 1-D operand
         out = out[..., 0] if b.ndim == 1 else out[..., 0, :] if a.ndim == 1 else out
 
-    saved = _Product(left, right, shape, transpose_a, transpose_b, a.ndim == 1, b.ndim == 1)
+    # (``tuple.__new__`` is ``_Product(...)`` without the NamedTuple's Python-level constructor)
+    saved = _new_tuple(_Product, (left, right, shape, transpose_a, transpose_b, a.ndim == 1, b.ndim == 1))
     # the backward does two products of the forward's size
     return out, saved, 2 * out.size * left.shape[-1]
 

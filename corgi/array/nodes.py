@@ -102,8 +102,14 @@ class OpNode(ArrayNode):
             second = fit(second, node.shape, node.dtype)
         if len(vjps) == 2:
             return (first, second)
-        rest = [fit(vjp(delta, saved), node.shape, node.dtype) for vjp, node in zip(vjps[2:], inputs[2:])]
-        return (first, second, *rest)
+        node = inputs[2]
+        third = vjps[2](delta, saved)
+        if third.shape != node.shape or (third.dtype is not node.dtype and third.dtype != node.dtype):
+            third = fit(third, node.shape, node.dtype)
+        if len(vjps) == 3:  # a product with its bias
+            return (first, second, third)
+        rest = [fit(vjp(delta, saved), node.shape, node.dtype) for vjp, node in zip(vjps[3:], inputs[3:])]
+        return (first, second, third, *rest)
 
 
 _new_node = object.__new__

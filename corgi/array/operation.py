@@ -104,6 +104,42 @@ def _unary(name: str, x: Array, params: dict[str, Any] | None) -> Array:
     return out
 
 
+def ternary(name: str, x: Array, y: Array, z: Array) -> Array:
+    """``apply`` written out for three operands of corgi's Array class itself and the primitive's
+    default parameters (a Dense layer's product and bias): no operands to unwrap, no keywords;
+    the same result and node."""
+    xv = x._values
+    yv = y._values
+    zv = z._values
+    primitive = PRIMITIVES[name]
+    try:
+        result = primitive.forward(xv, yv, zv)
+    except ValueError as error:
+        _incompatible(name, error, (xv, yv, zv))
+    value = result[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = _new_array(Array_)
+    out._values = value
+    mask = x._tracked | y._tracked << 1 | z._tracked << 2
+    if mask and is_recording():
+        inputs: tuple[Any, ...]  # the tracked operands' nodes (a tracked Array has one)
+        if mask == 7:
+            inputs = (x._node, y._node, z._node)
+        elif mask == 6:  # an input that is data, not tracked: a first layer's
+            inputs = (y._node, z._node)
+        else:
+            inputs = tuple(item._node for bit, item in ((1, x), (2, y), (4, z)) if mask & bit)
+        out._node = op_node(
+            inputs, name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[mask], result[1]
+        )
+        out._tracked = True
+    else:
+        out._tracked = False
+        out._node = None
+    return out
+
+
 def _incompatible(name: str, error: ValueError, raw: Sequence[Any]) -> NoReturn:
     """Re-raise a forward's ValueError: as it is if it names the operation, else naming it and the dimensions."""
     if str(error).startswith(f"{name}:"):

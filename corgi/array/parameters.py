@@ -15,10 +15,13 @@ from collections.abc import Callable, Sequence
 import numpy as np
 
 from .. import engine
+from ..engine.gradients import take_gradient
 from .core import Array
+from .nodes import leaf_node
 from .values import read_only, to_values
 
 Step = Callable[[int, np.ndarray, np.ndarray], np.ndarray]
+_new_array = object.__new__
 
 
 def step_parameters(
@@ -60,17 +63,26 @@ def step_parameters(
                 updated.append(parameter)
                 continue
             # Bound straight from the call: no point in between where an interrupt could land.
-            gradient = node.take_gradient()
+            # (``take_gradient(node)`` is ``node.take_gradient()`` without the method's own call)
+            gradient = take_gradient(node)
             if gradient is None:
                 updated.append(parameter)
                 continue
             taken.append((node, gradient))
             values = parameter._values
             value = step(position, read_only(values), read_only(gradient)) if views else step(position, values, gradient)
-            if type(value) is not np.ndarray or value.dtype != values.dtype or value.shape != values.shape:
+            # (``is`` first: numpy's built-in dtypes are shared objects, and comparing them costs a call)
+            if (
+                type(value) is not np.ndarray
+                or (value.dtype is not values.dtype and value.dtype != values.dtype)
+                or value.shape != values.shape
+            ):
                 value = _conformed(value, values, where, position)
-            new = Array._wrap(value)
-            new.start_tracking()
+            # ``Array._wrap(value).tracked()``, field by field: a new tracked leaf
+            new = _new_array(Array)
+            new._values = value
+            new._node = leaf_node(value)
+            new._tracked = True
             updated.append(new)
         return updated
     except BaseException:

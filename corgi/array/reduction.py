@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from .core import Array
 
 _MISSING: Any = object()
+_add_reduce = np.add.reduce
 
 # corgi's sum(k) of an array of a shape: the primitive's parameters, made once (shared, never changed)
 _SKIP_COUNT: dict[tuple[tuple[int, ...], int], dict[str, tuple[int, ...]]] = {}
@@ -50,7 +51,7 @@ def _sum_dx(g: np.ndarray, saved: Any) -> np.ndarray:
 def sum_over(x: Any, axis: Any, shape: Any) -> tuple[Any, ...]:
     lead = x.ndim - len(axis)
     if not axis or axis[0] == lead:  # (sorted axes) the trailing ones: one reduction over one axis
-        out = x.reshape(x.shape[:lead] + (-1,)).sum(axis=-1)
+        out = _add_reduce(x.reshape(x.shape[:lead] + (-1,)), -1)  # ``.sum(axis=-1)``, without numpy's wrapper
         kept = x.shape[:lead] + (1,) * len(axis)
     else:
         out = x.sum(axis=axis)

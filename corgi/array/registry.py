@@ -43,6 +43,7 @@ Vjp = Callable[[np.ndarray, Any], np.ndarray]
 # a forward returns (value, saved) or (value, saved, cost)
 Forward = Callable[..., tuple[Any, ...]]
 F = TypeVar("F", bound=Callable[..., Any])
+_add_reduce = np.add.reduce
 
 
 class _Subsets:
@@ -141,7 +142,8 @@ def sum_to(delta: np.ndarray, shape: tuple[int, ...], where: str = "backward") -
     if delta.shape == shape:
         return delta
     if delta.shape[1:] == shape:  # one leading axis added: a bias over a batch
-        return delta.sum(axis=0)  # type: ignore[no-any-return]
+        # (``delta.sum(axis=0)`` without the Python wrapper numpy's ``sum`` method goes through)
+        return _add_reduce(delta, 0)  # type: ignore[no-any-return]
     lead = delta.ndim - len(shape)
     if lead < 0:
         raise ValueError(f"{where}: a delta of dimensions {delta.shape} can't be summed down to {shape}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from ..activation import Activation
 from ..array import Array
+from ..array.operation import ternary
 from ..checks import whole_number
 from ..initializer import Initializer
 from ..numbers import FloatType
@@ -74,14 +75,28 @@ class Dense(Layer):
         TypeError: Dense.forward: input is float32, the layer's parameters are float64; corgi does not mix float \
 types: convert the input (x.astype('float64'), or Array(values, dtype='float64')) or build the layer with dtype='float32'
         """
-        check_input(x, self.weights, "Dense.forward")
-        if x.dimensions[-1] != self.input_size:
-            raise ValueError(
-                f"Dense.forward: expects inputs of {self.input_size} values in the last dimension, "
-                f"got dimensions {x.dimensions}"
-            )
-        result = Array.matmul((x, False), (self.weights, False), self.biases)
-        return result if self.activation is None else self.activation(result)
+        weights = self.weights
+        biases = self.biases
+        if (
+            type(x) is Array
+            and type(weights) is Array
+            and type(biases) is Array
+            and x._values.dtype is weights._values.dtype
+            and x._values.shape[-1] == self.input_size
+        ):
+            # what the checks below let through, and Array.matmul's own: one call to the product
+            # (a training step runs this once per layer; the general path cost twice as many calls)
+            result = ternary("matmul", x, weights, biases)
+        else:
+            check_input(x, weights, "Dense.forward")
+            if x.dimensions[-1] != self.input_size:
+                raise ValueError(
+                    f"Dense.forward: expects inputs of {self.input_size} values in the last dimension, "
+                    f"got dimensions {x.dimensions}"
+                )
+            result = Array.matmul((x, False), (weights, False), biases)
+        activation = self.activation
+        return result if activation is None else activation(result)
 
     def __repr__(self) -> str:
         suffix = "" if self.activation is None else f", activation={activation_name(self.activation)}"

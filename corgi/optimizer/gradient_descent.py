@@ -29,7 +29,7 @@ class GradientDescent(Optimizer):
         [-1.0, 3.0]
         """
         result: np.ndarray = gradient * self.learning_rate
-        if result.dtype == value.dtype and result.shape == value.shape:
+        if (result.dtype is value.dtype or result.dtype == value.dtype) and result.shape == value.shape:
             # ``value - result``, bit for bit, into the product's own buffer: one new array, not two
             np.subtract(value, result, out=result)
             return result
