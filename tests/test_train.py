@@ -147,9 +147,7 @@ def test_resume_ten_plus_ten_epochs_equals_twenty_bitwise(tmp_path, capsys, extr
 
 
 def test_a_real_ctrl_c_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path):
-    # 60 short epochs (about 20 ms each): the SIGINT sent after the third must land before
-    # the run ends, even when a loaded machine leaves the parent waiting (12 were not enough).
-    command = [sys.executable, "-m", "corgi.train", *DIGITS, "--epochs", "60", "--max-steps", "40",
+    command = [sys.executable, "-m", "corgi.train", *DIGITS, "--epochs", "12", "--max-steps", "40",
                "--workers", "0"]
     straight = subprocess.run([*command, "--save", str(tmp_path / "straight")], cwd=ROOT, capture_output=True,
                               text=True, timeout=120, check=True)
@@ -167,10 +165,10 @@ def test_a_real_ctrl_c_then_resume_ends_where_an_uninterrupted_run_ends(tmp_path
     assert f"corgi-train: interrupted; resume with --resume {tmp_path / 'cut.npz'}" in errors
     assert "Traceback" not in errors
     done = checkpoint.read(tmp_path / "cut", "test").extra["epoch"]
-    assert 3 <= done < 60
+    assert 3 <= done < 12
     resumed = subprocess.run([sys.executable, "-m", "corgi.train", "--resume", str(tmp_path / "cut"),
                               "--workers", "0"], cwd=ROOT, capture_output=True, text=True, timeout=120, check=True)
-    assert resumed.stdout.splitlines()[0].split()[1] == f"{done + 1}/60"
+    assert resumed.stdout.splitlines()[0].split()[1] == f"{done + 1}/12"
     a, b = run_params(tmp_path / "straight.npz"), run_params(tmp_path / "cut.npz")
     assert all(np.array_equal(a[name], b[name]) for name in a)
     assert resumed.stdout.splitlines()[-1] == straight.stdout.splitlines()[-1]
