@@ -11,6 +11,7 @@ worker outlives its pool.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 import time
@@ -20,6 +21,13 @@ import time
 # tests/test_threads.py checks the default, which leaves the cores to BLAS when the pool would
 # oversubscribe them.
 os.environ["CORGI_SHARE_CORES"] = "0"
+
+# The Ctrl-C tests need SIGINT to raise KeyboardInterrupt. A shell starts a background job
+# (`pytest &` in a script) with SIGINT ignored, and Python then leaves it ignored: every such
+# test failed that way. Python's own handler for the session also gives the child processes the
+# tests start the default disposition (exec keeps an ignored signal, not a handled one).
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 import pytest
 
