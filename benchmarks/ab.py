@@ -62,39 +62,6 @@ def load_before(ref: str) -> object:
     return importlib.import_module("corgi_before")
 
 
-def model_step(lib: object, dtype: object, seed: bool):
-    """The Model path of ``corgi_peer.make_model_step`` for any copy of corgi (``lib``)."""
-    import importlib
-
-    def sub(name: str):
-        return importlib.import_module(f"{lib.__name__}.{name}")
-
-    Array = lib.Array
-    activation, cost = sub("activation"), sub("cost")
-
-    def make_step(x, labels, t, params, lr):
-        def unused(dimensions, fan_in):
-            return Array.zeros(dimensions, dtype=dtype)
-
-        layers = [sub("layer").Dense(784, params[0].shape[1], unused, activation.make_relu(), dtype=dtype),
-                  sub("layer").Dense(params[2].shape[0], 10, unused, activation.make_softmax() if seed else None,
-                                     dtype=dtype)]
-        model = sub("model").Model(layers, sub("optimizer").GradientDescent(lr),
-                                   cost.make_cross_entropy() if seed else cost.make_softmax_cross_entropy())
-        model.set_parameters([Array(p, dtype=dtype).tracked() for p in params])
-        xa, ta = Array(x, dtype=dtype), Array(t, dtype=dtype)
-
-        def step():
-            model.forward(xa)
-            loss = model.backward(ta)
-            model.update()
-            return loss
-
-        return step
-
-    return make_step
-
-
 def make_steps(dtype_name: str, batch: int, want_torch: bool, before: object = None) -> dict:
     """Every peer's step on the same data, keyed by peer name (torch left out when it is missing)."""
     import numpy as np
@@ -109,8 +76,8 @@ def make_steps(dtype_name: str, batch: int, want_torch: bool, before: object = N
               "corgi seed": corgi_peer.make_model_step(corgi, dtype.type, "seed"),
               "corgi fused": corgi_peer.make_model_step(corgi, dtype.type, "fused")}
     if before is not None:
-        makers["before seed"] = model_step(before, dtype.type, True)
-        makers["before fused"] = model_step(before, dtype.type, False)
+        makers["before seed"] = corgi_peer.make_model_step(before, dtype.type, "seed")
+        makers["before fused"] = corgi_peer.make_model_step(before, dtype.type, "fused")
     if want_torch:
         try:
             import torch  # noqa: F401

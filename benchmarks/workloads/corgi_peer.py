@@ -46,13 +46,17 @@ def _cross_entropy(corgi):
 def make_model_step(corgi, dtype, path):
     """make_step for (a) through a corgi Model, as the seed's example trains one: Dense + ReLU, then
     Dense + softmax with ``make_cross_entropy`` (``path="seed"``) or Dense without activation and
-    ``make_softmax_cross_entropy`` (``path="fused"``), ``GradientDescent``, ``forward/backward/update``."""
-    from corgi import Array
-    from corgi.activation import make_relu, make_softmax
-    from corgi.cost import make_cross_entropy, make_softmax_cross_entropy
-    from corgi.layer import Dense
-    from corgi.model import Model
-    from corgi.optimizer import GradientDescent
+    ``make_softmax_cross_entropy`` (``path="fused"``), ``GradientDescent``, ``forward/backward/update``.
+    ``corgi`` is the package to build it from: this one, or another copy (``ab.load_before``)."""
+    import importlib
+
+    def sub(name):
+        return importlib.import_module(f"{corgi.__name__}.{name}")
+
+    Array = corgi.Array
+    make_relu, make_softmax = sub("activation").make_relu, sub("activation").make_softmax
+    make_cross_entropy, make_softmax_cross_entropy = sub("cost").make_cross_entropy, sub("cost").make_softmax_cross_entropy
+    Dense, Model, GradientDescent = sub("layer").Dense, sub("model").Model, sub("optimizer").GradientDescent
 
     def unused(dimensions, fan_in):  # replaced by the shared initial weights
         return Array.zeros(dimensions, dtype=dtype)
