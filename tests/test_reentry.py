@@ -96,20 +96,12 @@ def test_finalizers_that_call_corgi_run_inside_passes(workers, fast_switching, c
     configure(workers=workers, handoff_cost=0)
     leaves, root = _graph()
     ledger = _ledger(leaves)
-    finalizers = Finalizers()
-
-    class Trash:
-        def __init__(self, renew=True):
-            self.renew = renew
-            self.cycle = self  # only the cycle collector frees it
-
-        def __del__(self):
-            finalizers.call(ledger.intrude, Trash if self.renew else None)
+    finalizers = Finalizers(ledger.intrude)
 
     def weak_finalizer():
         holder = [None]
         holder[0] = holder
-        weakref.finalize(_Cyclic(holder), finalizers.call, ledger.intrude, weak_finalizer)
+        weakref.finalize(_Cyclic(holder), finalizers.call, weak_finalizer)
 
     done = []  # passes run, one entry each (appended: two threads)
 
@@ -120,12 +112,12 @@ def test_finalizers_that_call_corgi_run_inside_passes(workers, fast_switching, c
         # load both callers' passes could all fit inside it (seen: 0 of 130 inside).
         mine = 0
         while mine < passes or (ledger.inside < 100 and mine < 40 * passes):
-            Trash(renew=False)  # fresh garbage every pass, in case the chain's moved to an old generation
+            finalizers.litter(renew=False)  # fresh garbage every pass, in case the chain's moved to an old generation
             backward(root, 1)
             done.append(None)
             mine += 1
 
-    Trash()
+    finalizers.litter()
     weak_finalizer()
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)
@@ -158,20 +150,21 @@ class Finalizers:
     ``stop()`` turns them off and waits for every one that started.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, action) -> None:
+        self.action = action  # what each finalizer does: call corgi
         self.stopped = False
         self.entered: list[None] = []  # appended to, not incremented: several threads at once
         self.left: list[None] = []
         self.errors: list[BaseException] = []  # Python swallows what a finalizer raises: keep it
 
-    def call(self, action, renew=None) -> None:
-        """Unless stopped, run ``action`` (keeping what it raises), then ``renew()`` the garbage if given."""
+    def call(self, renew=None) -> None:
+        """Unless stopped, run the action (keeping what it raises), then ``renew()`` the garbage if given."""
         self.entered.append(None)  # before the check: stop() waits for whoever passed it
         try:
             if self.stopped:
                 return
             try:
-                action()
+                self.action()
             except BaseException as error:  # noqa: BLE001 - asserted by the tests
                 self.errors.append(error)
             finally:
@@ -180,6 +173,10 @@ class Finalizers:
         finally:
             self.left.append(None)
 
+    def litter(self, renew: bool = True) -> None:
+        """Leave a piece of cyclic garbage whose ``__del__`` is a finalizer (leaving the next, if ``renew``)."""
+        _Trash(self, renew)
+
     def stop(self, timeout: float = 60.0) -> None:
         """No finalizer calls corgi from now on; wait until the last one has returned."""
         self.stopped = True
@@ -187,6 +184,18 @@ class Finalizers:
         while len(self.left) < len(self.entered):
             assert time.monotonic() < deadline, "a finalizer that calls corgi never returned"
             time.sleep(0.001)
+
+
+class _Trash:
+    """Garbage in a reference cycle (only the cycle collector frees it) whose ``__del__`` calls corgi."""
+
+    def __init__(self, finalizers: Finalizers, renew: bool) -> None:
+        self.finalizers = finalizers
+        self.renew = renew
+        self.cycle = self
+
+    def __del__(self) -> None:
+        self.finalizers.call(self.finalizers.litter if self.renew else None)
 
 
 class _Cyclic:
@@ -293,28 +302,20 @@ def test_a_finalizer_may_run_backward_on_arrays_while_a_pass_runs(workers, fast_
     y = Array([3.0]).tracked()
     side = (y * 2.0).sum()
     runs = []  # appended to, not incremented: finalizers run on several threads at once
-    finalizers = Finalizers()
 
     def run_side():
         side.backward()
         runs.append(1)
 
-    class Trash:
-        def __init__(self, renew=True):
-            self.renew = renew
-            self.cycle = self
-
-        def __del__(self):
-            finalizers.call(run_side, Trash if self.renew else None)
-
-    Trash()
+    finalizers = Finalizers(run_side)
+    finalizers.litter()
     old = gc.get_threshold()
     gc.set_threshold(1, 1, 1)
     try:
         loss = ((x * x).tanh() + x.exp() * 0.5).sum()
         passes = 0
         while passes < 50 or (len(runs) < 20 and passes < 2000):  # on until finalizers ran, as above
-            Trash(renew=False)
+            finalizers.litter(renew=False)
             loss.backward()
             passes += 1
     finally:
