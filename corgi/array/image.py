@@ -11,8 +11,8 @@ convolutional network's step:
   of ones. The output comes out channels first in memory, (count, batch,
   rows, cols), and is handed on as a transposed view, without a copy. The
   input's gradient adds each column back over the window it came from
-  (col2im: one shifted, strided add per filter offset), so overlapping
-  windows add.
+  (col2im: one shifted, strided add per filter offset, over runs of
+  columns times batch values, the batch innermost), so overlapping windows add.
 - ``max_pool`` takes the maximum of the window offsets' strided views
   (one ``np.maximum`` per offset, never a copy of the windows). When the
   windows do not overlap, it also keeps which offset holds each window's
@@ -92,18 +92,21 @@ def _delta_matrix(g: np.ndarray, s: _Convolution) -> np.ndarray:
 
 def _conv_grad_x(g: np.ndarray, s: _Convolution) -> np.ndarray:
     # each column's delta is W^T g; it goes back to the pixels its window read: overlapping
-    # windows add (corgi 0.9.2 assigned), one shifted, strided add per filter offset over
-    # (depth, batch, rows, cols), the layout the forward reads its input in
-    _, depth, f_rows, f_cols = s.filter_shape
+    # windows add (corgi 0.9.2 assigned). The batch is the last axis here, so that each of the
+    # f_rows f_cols shifted adds runs over rows of out_cols * batch contiguous values, not out_cols;
+    # the gradient is handed back in that layout, (depth, rows, cols, batch), as a transposed view
+    count, depth, f_rows, f_cols = s.filter_shape
     batch, out_rows, out_cols = s.out_shape
-    delta_columns = (s.weights.T @ _delta_matrix(g, s)).reshape(depth, f_rows, f_cols, batch, out_rows, out_cols)
+    g_last = np.empty((count, out_rows, out_cols, batch), dtype=g.dtype)
+    np.copyto(g_last.transpose(3, 0, 1, 2), g.reshape(batch, count, out_rows, out_cols))
+    delta_columns = (s.weights.T @ g_last.reshape(count, -1)).reshape(depth, f_rows, f_cols, out_rows, out_cols, batch)
     rows, cols = s.x_shape[-2:]
-    dx = np.zeros((depth, batch, rows, cols), dtype=delta_columns.dtype)
+    dx = np.zeros((depth, rows, cols, batch), dtype=delta_columns.dtype)
     last_row, last_col = s.stride[0] * (out_rows - 1) + 1, s.stride[1] * (out_cols - 1) + 1
     for r in range(f_rows):
         for c in range(f_cols):
-            dx[:, :, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += delta_columns[:, r, c]
-    return dx.transpose(1, 0, 2, 3).reshape(s.x_shape)
+            dx[:, r : r + last_row : s.stride[0], c : c + last_col : s.stride[1]] += delta_columns[:, r, c]
+    return dx.transpose(3, 0, 1, 2).reshape(s.x_shape)
 
 
 def _conv_grad_filters(g: np.ndarray, s: _Convolution) -> np.ndarray:
@@ -240,7 +243,7 @@ def _routed_grad_x(g: np.ndarray, s: _Routing) -> np.ndarray:
     where = np.take(offsets, s.first)
     where += base
     dx = np.zeros(math.prod(s.x_shape), dtype=g.dtype)
-    dx[where] = g
+    dx[where] = np.ascontiguousarray(g)  # the scatter walks ``where`` in order: g alike (a third faster)
     memory_shape = tuple(s.x_shape[axis] for axis in s.order)
     return dx.reshape(memory_shape).transpose(np.argsort(s.order))
 
