@@ -206,7 +206,8 @@ def test_abwide_runs_every_peer_in_one_process_with_agreeing_results():
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("options, expected", [
-    (["--steps", "2"], ("conv", "max_pool", "backward 1", "all primitives")),
+    (["--steps", "2"], ("conv", "max_pool", "backward 1", "backward 2", "ms wall", "all primitives")),
+    (["--steps", "2", "--cpu"], ("conv", "max_pool", "ms CPU", "all primitives")),
     (["--vs-torch", "--blocks", "2", "--per-block", "1"], ("corgi: wall", "torch: wall", "corgi / torch")),
 ])
 def test_cnn_profile_names_the_image_primitives_and_compares_with_torch(options, expected):
