@@ -215,7 +215,7 @@ def _memory_order(x: np.ndarray) -> tuple[int, ...]:
     return tuple(range(x.ndim))
 
 
-@functools.lru_cache(maxsize=16)
+@functools.lru_cache(maxsize=8)  # a training run needs one per pool layer
 def _positions(
     shape: tuple[int, ...], order: tuple[int, ...], pool: tuple[int, int], stride: tuple[int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
