@@ -128,7 +128,9 @@ class _Pass:
         Returns how many nodes ran. Never raises: the first exception of the
         pass is stored in ``error`` and stops further steps.
         """
-        ran = 0
+        # Every node that runs with a delta is staged, so how many ran is the staged count plus
+        # ``unstaged``, the nodes that ran with none (no count to keep in the common case).
+        unstaged = 0
         key = self
         counts = self.counts
         entry = counts.get
@@ -152,6 +154,7 @@ class _Pass:
                 if delta is None:
                     # "No delta" is reported all the same, so every count reaches zero.
                     deltas: Sequence[Any] = (None,) * len(inputs)
+                    unstaged += 1
                 else:
                     stage_node(node)
                     stage_delta(delta)
@@ -189,7 +192,8 @@ class _Pass:
                         if total is not None:
                             stage_node(target)
                             stage_delta(total)
-                        ran += 1
+                        else:
+                            unstaged += 1
                     elif keep is None:
                         if pooled and target.cost >= handoff and self.ready:
                             # Costly, and this pass has other work queued: let a
@@ -202,7 +206,6 @@ class _Pass:
                         if target.cost < keep.cost:
                             keep, kept, target, total = target, total, keep, kept
                         self.dispatch(target, total)
-                ran += 1
                 if trace is not None:
                     trace.event("complete", key.id, node)
                 if keep is None:
@@ -211,6 +214,7 @@ class _Pass:
                 delta = kept
         except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt too must end the pass
             self.fail(error, node)
+        ran = len(staged_nodes) + unstaged
         if staged_nodes:
             with self.lock:
                 if self.staged_nodes:
