@@ -121,6 +121,20 @@ def reports(mpiexec: list[str], ranks: int, scenario: str, out: Path, *options: 
 def test_ranks_stay_identical_and_match_one_process(mpiexec, tmp_path, ranks, dtype, reduction, count, workers):
     found = reports(mpiexec, ranks, "train", tmp_path, "--dtype", dtype, "--reduction", reduction,
                     "--count", str(count), "--batch", "20", "--epochs", "2", "--workers", str(workers))
+    _check_training(found, ranks, dtype, count)
+    # the step's count of examples travels in a persistent reduction where MPI has them (MPI 4: MPICH 4)
+    kind = "Prequest" if found[0]["mpi_persistent"] else "_Restarted"
+    assert {report["count_request"] for report in found} == {kind}
+
+
+@pytest.mark.timeout(120)
+def test_without_persistent_collectives_the_count_goes_by_a_nonblocking_reduction(mpiexec, tmp_path):
+    found = reports(mpiexec, 2, "train", tmp_path, "--dtype", "float32", "--count", "101", "--no-persistent")
+    _check_training(found, 2, "float32", 101)
+    assert {report["count_request"] for report in found} == {"_Restarted"}
+
+
+def _check_training(found: list[dict], ranks: int, dtype: str, count: int) -> None:
     steps = 2 * -(-count // 20)
     # every rank began from its own random parameters; after the wrap and after every step, all are bitwise equal
     digests = [report["digests"] for report in found]
@@ -443,6 +457,69 @@ def test_reducer_sends_a_lone_row_major_gradient_without_a_copy_and_anything_els
     assert not first.flags.writeable and not second.flags.writeable
 
 
+def test_a_lone_gradients_bucket_makes_a_send_buffer_only_when_it_needs_one():
+    f8 = np.dtype("float64")
+    reducer = Reducer(LocalComm(), [(3, 2), (2, 3)], [f8, f8], bucket_bytes=1)  # bucket 0 holds parameter 1 alone
+    lone = reducer.buckets[0]
+    for _ in range(2):
+        reducer.gradient_ready(1, np.ones((2, 3)))
+        reducer.gradient_ready(0, np.ones((3, 2)))
+        reducer.finish()
+        reducer.wait()
+    assert lone.alone and lone._send is None  # every gradient went out as it was: no buffer of its own
+    reducer.gradient_ready(1, None)  # no gradient on this rank: it sends zeros, from a buffer made now
+    assert lone.source is lone.send and lone.send.tolist() == [0.0] * 6
+    reducer.finish()
+    summed, _ = reducer.wait()
+    assert summed[1] is None  # (and no rank had one)
+
+
+def _kept_gradient_training(keep):
+    """A one-rank DataParallel step after step; with ``keep``, each step's gradients are held past it."""
+    from corgi import activation, cost, initializer
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import Momentum
+
+    he = initializer.make_he(rng=1)
+    model = Model([Dense(3, 4, he, activation.make_relu()), Dense(4, 2, he)], Momentum(0.1, 0.9),
+                  cost.make_softmax_cross_entropy())
+    parallel = DataParallel(model, LocalComm(), bucket_bytes=100)  # buckets [3, 2], [1], [0] and the status
+    rng = np.random.default_rng(2)
+    kept = []
+    for _ in range(6):
+        x, y = rng.standard_normal((5, 3)), np.eye(2)[rng.integers(0, 2, 5)]
+        parallel.forward(x)
+        parallel.backward(y)
+        parallel.synchronize()
+        if keep:
+            gradients = get_gradients(parallel.parameters())
+            kept.append((gradients, [g.copy() for g in gradients]))
+        parallel.update()
+    return parallel, kept
+
+
+def test_receive_buffers_are_reused_once_no_gradient_cut_from_them_is_held():
+    parallel, _ = _kept_gradient_training(keep=False)
+    assert [[slot.position for slot in bucket.slots] for bucket in parallel._reducer.buckets] == [[3, 2], [1], [0]]
+    assert [len(bucket.pool) for bucket in parallel._reducer.buckets] == [1, 1, 1]
+
+
+def test_a_gradient_held_past_its_step_never_changes():
+    # Receive buffers are reused only when nothing refers to them or their pieces any more: a
+    # gradient someone keeps is never overwritten by a later step's sums.
+    parallel, kept = _kept_gradient_training(keep=True)
+    for gradients, copies in kept:
+        assert all(np.array_equal(g, c) for g, c in zip(gradients, copies))
+    assert len({id(g.base) for gradients, _ in kept for g in gradients}) == 3 * len(kept)  # a buffer each
+    pools = [len(bucket.pool) for bucket in parallel._reducer.buckets]
+    kept.clear()
+    parallel.forward(np.ones((2, 3)))
+    parallel.backward(np.eye(2))
+    parallel.update()
+    assert all(len(bucket.pool) <= 3 for bucket in parallel._reducer.buckets) and pools == [3, 3, 3]
+
+
 def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     started = []
 
@@ -508,9 +585,9 @@ def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_o
         assert len(reducer.buckets) > 5
         # each bucket started once, in index order, but the last, the status's carrier: finish sends it
         assert len(comm.started) == len(reducer.buckets) - 1
-        assert all(receive is bucket.receive for receive, bucket in zip(comm.started, reducer.buckets))
+        assert all(receive is bucket.receive.buffer for receive, bucket in zip(comm.started, reducer.buckets))
         reducer.finish()
-        assert len(comm.started) == len(reducer.buckets) and comm.started[-1] is reducer.buckets[-1].receive
+        assert len(comm.started) == len(reducer.buckets) and comm.started[-1] is reducer.buckets[-1].receive.buffer
         summed, _ = reducer.wait()
         for position, gradient in enumerate(summed):
             if position % 7 == 3:

@@ -51,6 +51,33 @@ def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> 
     return found
 
 
+def first_with_gradient(parameters: Sequence[Array], where: str = "first_with_gradient") -> int | None:
+    """The position of the first parameter that holds an accumulated gradient, or None if none does.
+
+    A cheap check before a pass that must start from no gradient (it builds
+    no Array or view for what it finds).
+
+    >>> from corgi import arr
+    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
+    >>> first_with_gradient([w, b]) is None
+    True
+    >>> (b * 2.0).backward()
+    >>> first_with_gradient([w, b])
+    1
+    >>> first_with_gradient([w, "b"])
+    Traceback (most recent call last):
+    ...
+    TypeError: first_with_gradient: parameter 1 must be an Array, got str
+    """
+    for position, parameter in enumerate(parameters):
+        if not isinstance(parameter, Array):
+            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+        node = parameter._node
+        if node is not None and node.gradient is not None:
+            return position
+    return None
+
+
 GradientCallback = Callable[[int, "np.ndarray | None"], object]
 
 

@@ -49,6 +49,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .comm import Request, Transport
+from .pool import Receipt, ReceivePool
 from .status import Status, status_size
 
 REDUCTIONS = ("allreduce", "reduce-broadcast")
@@ -116,11 +117,14 @@ def plan(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], bucket_b
 
 
 class Bucket:
-    """One flat buffer's worth of gradients: its slots, its reusable send buffer, and this step's state.
+    """One flat buffer's worth of gradients: its slots, its send buffer, its receive buffers, this step's state.
 
     ``tail`` more values follow the gradients in both buffers (the step's
     status, in the last bucket only). A bucket of one parameter and no tail
-    sends that gradient itself when it is row-major; any other is copied in.
+    sends that gradient itself when it is row-major, and makes a send
+    buffer only if it ever needs one (no gradient on this rank, or a
+    column-major one); any other bucket copies its gradients into its send
+    buffer, made once.
     """
 
     def __init__(self, index: int, slots: list[Slot], dtype: np.dtype, tail: int = 0) -> None:
@@ -128,26 +132,39 @@ class Bucket:
         self.slots = slots
         self.dtype = dtype
         self.size = sum(slot.size for slot in slots)  # gradient values, without the tail
-        self.send = np.zeros(self.size + tail, dtype=dtype)  # made once, reused every step
-        # each slot's place in the send buffer, shaped like its parameter, made once
-        self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
         self.alone = len(slots) == 1 and tail == 0
-        # where each slot's piece of the receive buffer is, and its shape (None: a 1-D slice has it already)
-        self.cuts = [(slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
-                     for slot in slots]
+        self._send: np.ndarray | None = None
+        self._regions: list[np.ndarray] = []
+        if not self.alone:
+            self._make_send(tail)
+        self._tail = tail
+        # each slot's piece of a receive buffer, and its shape (None: a 1-D slice has it already)
+        self.pool = ReceivePool(self.size + tail, dtype, [
+            (slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
+            for slot in slots])
         self.pending = len(slots)
-        self.source: np.ndarray = self.send
-        self.receive: np.ndarray | None = None
+        self.source: np.ndarray | None = self._send
+        self.receive: Receipt | None = None
+
+    def _make_send(self, tail: int) -> np.ndarray:
+        send = self._send = np.zeros(self.size + tail, dtype=self.dtype)  # made once, reused every step
+        # each slot's place in the send buffer, shaped like its parameter
+        self._regions = [send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
+        return send
+
+    @property
+    def send(self) -> np.ndarray:
+        """The reusable send buffer (a lone parameter's bucket makes it the first time it needs it)."""
+        return self._send if self._send is not None else self._make_send(self._tail)
 
     def put(self, member: int, gradient: np.ndarray | None, where: str) -> None:
         """Take this step's gradient of the bucket's ``member``-th slot (None: none on this rank)."""
         if gradient is None:
-            self.regions[member].fill(0)
             self.source = self.send
+            self._regions[member].fill(0)
             return
-        region = self.regions[member]
-        if gradient.shape != region.shape or gradient.dtype != self.dtype:
-            slot = self.slots[member]
+        slot = self.slots[member]
+        if gradient.shape != slot.shape or gradient.dtype != self.dtype:
             raise ValueError(
                 f"{where}: the gradient of parameter {slot.position} has dimensions {gradient.shape} "
                 f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
@@ -158,17 +175,15 @@ class Bucket:
             # order, scrambled: hence the explicit row-major check.)
             self.source = gradient
             return
-        np.copyto(region, gradient)
         self.source = self.send
+        np.copyto(self._regions[member], gradient)
 
     def deliver(self, summed: list[np.ndarray | None]) -> None:
         """Put each slot's piece of this step's receive buffer, read-only and shaped like its parameter, into ``summed``."""
         receive = self.receive
         assert receive is not None
-        receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
-        for position, start, stop, shape in self.cuts:
-            piece = receive[start:stop]
-            summed[position] = piece if shape is None else piece.reshape(shape)
+        for position, piece in zip(receive.positions, receive.pieces):
+            summed[position] = piece
 
 
 def carrier(layout: Sequence[Sequence[int]], sizes: Sequence[int], limit: int = CARRIER_BYTES) -> int | None:
@@ -270,7 +285,8 @@ class Reducer:
         # temporary receive array crashes the rank).
         for bucket in self.buckets:
             bucket.pending = len(bucket.slots)
-            bucket.source = bucket.send  # let go of last step's gradient
+            if bucket.alone:
+                bucket.source = None  # let go of last step's gradient
             bucket.receive = None
         count = len(self.places)
         self.reported = [False] * count
@@ -370,11 +386,12 @@ class Reducer:
         link, buckets, ready, requests = self.link, self.buckets, self.ready, self.requests
         while self.started < end and ready[self.started]:
             bucket = buckets[self.started]
-            receive = bucket.receive = np.empty(bucket.send.size, dtype=bucket.dtype)
+            assert bucket.source is not None
+            receipt = bucket.receive = bucket.pool.take()
             if self.reduction == "allreduce":
-                requests.append(link.Iallreduce(bucket.source, receive))
+                requests.append(link.Iallreduce(bucket.source, receipt.buffer))
             else:
-                requests.append(link.Ireduce(bucket.source, receive if link.rank == 0 else None, root=0))
+                requests.append(link.Ireduce(bucket.source, receipt.buffer if link.rank == 0 else None, root=0))
             self.started += 1
 
     def finish(self, extra: float = 0.0) -> None:
@@ -445,14 +462,14 @@ class Reducer:
                 self._collect()
                 carrier = self.carrier
                 assert carrier.receive is not None
-                failed, extra = self.status.read(carrier.receive[carrier.size :])
+                failed, extra = self.status.read(carrier.receive.buffer[carrier.size :])
                 if failed:
                     raise StepFailed(self.where, len(failed), failed[0] if len(failed) == 1 else None)
                 summed: list[np.ndarray | None] = [None] * len(self.places)
                 for bucket in self.buckets:
                     bucket.deliver(summed)
                 if self.missing:  # this rank lacked a gradient: did any rank have it?
-                    for position in self.status.unused(carrier.receive[carrier.size :]):
+                    for position in self.status.unused(carrier.receive.buffer[carrier.size :]):
                         summed[position] = None
             finally:
                 if self.finished:
@@ -473,5 +490,5 @@ class Reducer:
             if self.link.rank == 0:
                 request.Wait()
             assert bucket.receive is not None
-            broadcasts.append(self.link.Ibcast(bucket.receive, root=0))
+            broadcasts.append(self.link.Ibcast(bucket.receive.buffer, root=0))
         return reductions + broadcasts

@@ -25,17 +25,18 @@ gradients, and no request is left in flight.
 from __future__ import annotations
 
 import os
+import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
 import numpy as np
 
-from ..array import Array, get_gradients, set_gradients, watch_gradients
+from ..array import Array, first_with_gradient, get_gradients, set_gradients, watch_gradients
 from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
 from .buckets import REDUCTIONS, Reducer, StepFailed
-from .comm import Comm, Request, Transport, install_abort_hook, transport
+from .comm import Comm, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
 from .state import broadcast_optimizer, broadcast_parameters, digest, load_everywhere, save_on_root
 
@@ -131,7 +132,12 @@ class DataParallel:
             any_thread=self._link.any_thread,
         )
         self._parameters = parameters
-        self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
+        # The count exchange: one persistent reduction on two fixed one-value buffers, made here on
+        # every rank alike (making it is collective), started each step (see _start_count).
+        self._count_mine, self._count_total = np.zeros(1), np.zeros(1)
+        self._count_request = self._link.Allreduce_init(self._count_mine, self._count_total)
+        weakref.finalize(self, self._link.release, self._count_request)
+        self._counting: int | None = None  # this rank's examples while the step's count is under way
         self._total = 0  # the global batch of the step under way
         self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
         # Report each gradient from the engine's ready hook, during the pass (False: after it, all
@@ -333,17 +339,17 @@ class DataParallel:
             self._start_count(count, where)
         try:
             count = self._check_loss(loss, count, where)
-            if self._counting is not None and self._counting[3] != count:
-                raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
+            if self._counting is not None and self._counting != count:
+                raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting} examples")
             total = self._finish_count(where)
         except BaseException:
             self._abandon()
             raise
         try:
             parameters = self.parameters()
-            for position, parameter in enumerate(parameters):
-                if parameter.gradient() is not None:
-                    raise ValueError(
+            position = first_with_gradient(parameters, where)
+            if position is not None:
+                raise ValueError(
                         f"{where}: parameter {position} already has a gradient before the step's backward pass "
                         "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
                         "several passes"
@@ -507,26 +513,26 @@ class DataParallel:
                 f"{where}: a step is already under way; finish it with backward() and update() "
                 '(one forward and backward per step: see "Gradient accumulation" in docs/distributed.md)'
             )
-        mine, total = np.array([float(count)]), np.empty(1)
-        self._counting = (self._link.Iallreduce(mine, total), mine, total, count)
+        self._count_mine[0] = count
+        self._count_request.Start()
+        self._counting = count
 
     def _finish_count(self, where: str) -> int:
         """The global batch size: the sum of the counts this step started with."""
         assert self._counting is not None
-        request, _, total, _ = self._counting
         self._counting = None
-        request.Wait()
-        if total[0] == 0:
+        self._count_request.Wait()
+        total = int(self._count_total[0])
+        if total == 0:
             raise ValueError(f"{where}: no rank had an example in this step")
-        self._total = int(total[0])
-        return self._total
+        self._total = total
+        return total
 
     def _abandon(self) -> None:
         """This rank's step failed: finish its exchange marked failed (every rank's requests complete)."""
         if self._counting is not None:
-            request = self._counting[0]
             self._counting = None
-            request.Wait()
+            self._count_request.Wait()
         reported, self._reported = self._reported, []
         self._reducer.abandon()
         if reported:  # the pass may have committed before the failure: the step changes nothing
