@@ -652,10 +652,14 @@ def test_get_gradients_reads_them_where_they_are_read_only():
     assert w.gradient() == arr(3.0, 3.0)
 
 
-def test_one_process_data_parallel_is_plain_training():
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("bucket_bytes", [1, 256 * 1024])
+def test_one_process_data_parallel_is_plain_training(overlap, bucket_bytes):
     """With one rank, DataParallel's steps are exactly Model's (same bits): the weighting is n / n = 1.
 
-    (The loss it reports is (n * loss) / n, which may differ from the loss in the last bit.)
+    With ``overlap`` (as on several ranks), the gradients of every bucket but the last are heard
+    from the pass's ready hooks, the last bucket's read after it. (The loss it reports is
+    (n * loss) / n, which may differ from the loss in the last bit.)
     """
     from corgi import activation, cost, initializer
     from corgi.layer import Dense
@@ -669,13 +673,22 @@ def test_one_process_data_parallel_is_plain_training():
     rng = np.random.default_rng(0)
     x, labels = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
     y = np.eye(3)[labels]
-    plain, wrapped = make(), DataParallel(make(), LocalComm())
+    plain, wrapped = make(), DataParallel(make(), LocalComm(), bucket_bytes=bucket_bytes)
+    wrapped._overlap = overlap
+    heard = []
+    if overlap:
+        ready = wrapped._reducer.gradient_ready
+        wrapped._reducer.gradient_ready = lambda position, total: heard.append(position) or ready(position, total)
     for start in range(0, 30, 7):
         plain.forward(x[start : start + 7])
         expected = plain.backward(y[start : start + 7])
         plain.update()
         assert wrapped.step(x[start : start + 7], y[start : start + 7]) == pytest.approx(expected, rel=1e-15)
     assert all(a == b for a, b in zip(plain.parameters(), wrapped.parameters()))
+    late = sorted(wrapped._reducer.late)
+    assert late == ([0] if bucket_bytes == 1 else [0, 1, 2, 3])  # the last bucket's
+    # heard from the hooks: the parameters outside the last bucket, once a step (none with one bucket)
+    assert sorted(heard) == sorted([position for position in range(4) if position not in late] * 5 * overlap)
 
 
 def test_data_parallel_refuses_what_it_cannot_train():

@@ -273,6 +273,8 @@ class Reducer:
             for member, position in enumerate(positions):
                 self.places[position] = (bucket, member)
         self.carrier = self.buckets[-1]
+        # the parameters whose gradients ride in the last bucket, which goes out only once the pass is over
+        self.late = frozenset(slot.position for slot in self.carrier.slots)
         self.status = Status(self.carrier.send[self.carrier.size :], count, link.rank, link.size, where)
         self.missing = False  # some use flag is 0 (set back to 1 by _reset)
         self._lock = threading.Lock()
@@ -365,6 +367,31 @@ class Reducer:
             self.count = len(places)
             self.ready = [True] * len(self.buckets)
             if self.any_thread or threading.get_ident() == self.owner:
+                self._start_ready(len(self.buckets) - 1)
+
+    def gradients_ready_at(self, positions: Sequence[int], gradients: Sequence[np.ndarray | None]) -> None:
+        """``gradient_ready(position, gradient)`` for each pair, under one lock (the last bucket's, after the pass).
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
+        >>> sorted(reducer.late)
+        [0, 1]
+        >>> reducer.gradients_ready_at([1, 0], [np.full(2, 3.0), None])
+        >>> reducer.finish()
+        >>> reducer.wait()
+        ([None, array([3., 3.])], 0.0)
+        """
+        if len(positions) != len(gradients):
+            raise ValueError(f"{self.where}: {len(positions)} positions but {len(gradients)} gradients")
+        with self._lock:
+            if self.finished:
+                raise ValueError(f"{self.where}: a gradient was reported after the step's exchange finished")
+            complete = False
+            for position, gradient in zip(positions, gradients):
+                bucket = self._take(position, gradient)
+                if bucket.pending == 0:
+                    self.ready[bucket.index] = complete = True
+            if complete and (self.any_thread or threading.get_ident() == self.owner):
                 self._start_ready(len(self.buckets) - 1)
 
     def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:

@@ -357,14 +357,22 @@ class DataParallel:
             value = loss.sum_all()
             self._reported = [parameter for parameter in parameters if parameter.is_tracked]
             reducer = self._reducer
-            # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
+            seed = count / total  # rank r's gradients arrive scaled by n_r / N: their sum is the global mean's
             if self._overlap:
-                with watch_gradients(self._reported, self._reporter(parameters), where):
-                    loss.backward(count / total)
+                # hear during the pass only the gradients whose buckets can go out before it ends: the
+                # last bucket's wait for the status, so its own are read when the pass is over
+                watched, positions = self._watch_plan(parameters)
+                if watched:
+                    ready = reducer.gradient_ready
+                    with watch_gradients(watched, lambda index, total: ready(positions[index], total), where):
+                        loss.backward(seed)
+                else:
+                    loss.backward(seed)
+                late = [position for position in reducer.late if parameters[position].is_tracked]
+                reducer.gradients_ready_at(late, get_gradients([parameters[position] for position in late], where))
             else:
-                loss.backward(count / total)
-                gradients = get_gradients(parameters, where)
-                reducer.gradients_ready(gradients)
+                loss.backward(seed)
+                reducer.gradients_ready(get_gradients(parameters, where))
             reducer.finish(count * value)
         except BaseException:
             self._abandon()
@@ -378,13 +386,12 @@ class DataParallel:
             raise ValueError(f"{where}: loss must hold one value, got dimensions {loss.dimensions}")
         return whole_number(count, "count", where, minimum=1)
 
-    def _reporter(self, parameters: list[Array]) -> Any:
-        """What the ready hooks call: ``Reducer.gradient_ready`` by the position among all parameters."""
-        if len(self._reported) == len(parameters):
-            return self._reducer.gradient_ready
-        positions = [position for position, parameter in enumerate(parameters) if parameter.is_tracked]
-        ready = self._reducer.gradient_ready
-        return lambda index, total: ready(positions[index], total)
+    def _watch_plan(self, parameters: list[Array]) -> tuple[list[Array], list[int]]:
+        """The tracked parameters to hear during the pass (those outside the last bucket), and their positions."""
+        late = self._reducer.late
+        positions = [position for position, parameter in enumerate(parameters)
+                     if parameter.is_tracked and position not in late]
+        return [parameters[position] for position in positions], positions
 
     def skip(self) -> None:
         """Take part in this step with no examples (collective), instead of ``forward`` and ``backward``.
