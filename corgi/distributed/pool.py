@@ -42,7 +42,7 @@ class Receipt:
     False
     """
 
-    __slots__ = ("_counts", "buffer", "pieces", "positions")
+    __slots__ = ("_count", "_counts", "buffer", "pieces", "positions")
 
     def __init__(self, size: int, dtype: np.dtype, cuts: Sequence[Cut]) -> None:
         self.buffer = np.empty(size, dtype=dtype)  # MPI writes here: it stays writable
@@ -51,15 +51,23 @@ class Receipt:
         for _, start, stop, shape in cuts:
             self.pieces.append(self.buffer[start:stop] if shape is None else self.buffer[start:stop].reshape(shape))
             self.pieces[-1].setflags(write=False)
-        self._counts = self._now()
-
-    def _now(self) -> list[int]:
-        # the buffer's count and each piece's (each piece's view of the buffer counts in the buffer's)
-        return [sys.getrefcount(self.buffer), *[sys.getrefcount(piece) for piece in self.pieces]]
+        # the counts when nothing else refers to them (each piece's view counts in the buffer's),
+        # read the way free() reads them
+        self._count = sys.getrefcount(self.buffer)
+        self._counts = []
+        for piece in self.pieces:
+            self._counts.append(sys.getrefcount(piece))
 
     def free(self) -> bool:
         """Whether nothing but this receipt refers to the buffer or its pieces (always False without exact counts)."""
-        return EXACT_COUNTS and self._now() == self._counts
+        if not EXACT_COUNTS or sys.getrefcount(self.buffer) != self._count:
+            return False
+        # (a plain loop, as __init__'s: zip or enumerate would hold the piece in their reused tuple)
+        counts = iter(self._counts)
+        for piece in self.pieces:
+            if sys.getrefcount(piece) != next(counts):
+                return False
+        return True
 
 
 class ReceivePool:
@@ -78,25 +86,31 @@ class ReceivePool:
     True
     """
 
-    __slots__ = ("cuts", "dtype", "receipts", "size")
+    __slots__ = ("cuts", "dtype", "next", "receipts", "size")
 
     def __init__(self, size: int, dtype: np.dtype, cuts: Sequence[Cut]) -> None:
         self.size = size
         self.dtype = dtype
         self.cuts = list(cuts)
         self.receipts: list[Receipt] = []
+        self.next = 0  # where to look first: after the last one taken (the one in use is likeliest held)
 
     def __len__(self) -> int:
         return len(self.receipts)
 
     def take(self) -> Receipt:
         """A receipt whose buffer and pieces nothing else refers to: a kept one, or a new one."""
-        for receipt in self.receipts:
-            if receipt.free():
-                return receipt
+        receipts = self.receipts
+        count = len(receipts)
+        for turn in range(count):
+            index = (self.next + turn) % count
+            if receipts[index].free():
+                self.next = index + 1
+                return receipts[index]
         receipt = Receipt(self.size, self.dtype, self.cuts)
-        if len(self.receipts) >= KEEP:
+        if count >= KEEP:
             # held by someone (a gradient kept past its step): theirs now; forget the oldest
-            del self.receipts[0]
-        self.receipts.append(receipt)
+            del receipts[0]
+        receipts.append(receipt)
+        self.next = len(receipts)
         return receipt
