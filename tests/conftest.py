@@ -16,6 +16,8 @@ import sys
 import threading
 import time
 
+import counters
+
 # The suite tests the pool itself: passes use it whenever there are workers, whatever the BLAS
 # thread count (set before corgi loads, and inherited by every child process a test starts).
 # tests/test_threads.py checks the default, which leaves the cores to BLAS when the pool would
@@ -176,7 +178,7 @@ def _chaos_types(chaos: Chaos):
             chaos.pause()
 
     class ChaosDict(dict):
-        """A node's counter map; the per-pass states it is given get yielding containers."""
+        """A pass's table of counters; the states it is given get yielding containers."""
 
         def get(self, key, default=None):
             chaos.pause()
@@ -216,11 +218,6 @@ class ChaosHarness:
         self.chaos = chaos
         self.dict_type, self.list_type, self.deque_type = _chaos_types(chaos)
 
-    def nodes(self, nodes) -> None:
-        """Give ``nodes`` yielding counter maps (before any pass runs on them)."""
-        for node in nodes:
-            node.pending = self.dict_type(node.pending)
-
     def vjp(self, vjp):
         """Wrap a vjp so it may yield before and after it runs."""
         pause = self.chaos.pause
@@ -238,9 +235,9 @@ class ChaosHarness:
 def chaos(monkeypatch, fast_switching) -> ChaosHarness:
     """Yield points everywhere the engine touches shared state, at a 1 µs switch interval.
 
-    Passes started during the test get yielding containers (every list and
-    deque attribute of the pass object); ``chaos.nodes(...)`` does the same
-    for nodes' counter maps, ``chaos.vjp(f)`` for backward functions.
+    Passes started during the test get yielding containers (every list,
+    deque and dict attribute of the pass object, its table of counters
+    included); ``chaos.vjp(f)`` wraps backward functions the same way.
     """
     from collections import deque
 
@@ -257,9 +254,29 @@ def chaos(monkeypatch, fast_switching) -> ChaosHarness:
                 setattr(self, name, harness.list_type(value))
             elif type(value) is deque:
                 setattr(self, name, harness.deque_type(value))
+            elif type(value) is dict:
+                setattr(self, name, harness.dict_type(value))
+                counters.record(getattr(self, name))
 
     monkeypatch.setattr(scheduler._Pass, "__init__", chaotic_init)
     yield harness
+
+
+@pytest.fixture(autouse=True)
+def pass_tables(monkeypatch):
+    """Record every backward pass's table of counters for ``counters.assert_none_left()``."""
+    from corgi.engine import scheduler
+
+    original = scheduler._Pass.__init__
+
+    def recording_init(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        counters.record(self.counts)
+
+    monkeypatch.setattr(scheduler._Pass, "__init__", recording_init)
+    counters.reset()
+    yield
+    counters.reset()
 
 
 def pytest_configure(config):

@@ -1,23 +1,25 @@
 """What the counter protocol leaves in memory, and that its shortcuts keep the canonical order."""
 
+import gc
 import sys
 
+import counters
 import pytest
 
 from corgi import Array
+from corgi.array.nodes import OpNode
 from corgi.engine import Node
-from corgi.engine.counting import SHRINK, count_consumers, report
+from corgi.engine.counting import count_consumers, report
 
 
 def test_tokens_are_one_then_none():
     a = Node()
     root = Node((a, a, a))
-    count_consumers(root, "p")
-    assert a.pending["p"][1] == [1, None, None]
+    counts = count_consumers(root, {})
+    assert counts[a][1] == [1, None, None]
 
 
-@pytest.mark.skipif(not SHRINK, reason="free-threaded build: emptied tables are kept (see counting.SHRINK)")
-def test_a_pass_leaves_no_counter_tables_behind():
+def test_a_pass_leaves_no_counters_and_nodes_carry_none():
     w = Array([0.5]).tracked()
     x = Array([1.0])
     nodes = []
@@ -25,8 +27,23 @@ def test_a_pass_leaves_no_counter_tables_behind():
         x = x * w + w
         nodes.append(x._node)
     x.backward()
-    empty = sys.getsizeof({})
-    assert all(not node.pending and sys.getsizeof(node.pending) == empty for node in [*nodes, w._node])
+    counters.assert_none_left()
+    # the counters live in the pass's table: a node holds nothing for them between passes
+    assert not any(hasattr(node, "pending") for node in [*nodes, w._node])
+    assert not any(isinstance(r, dict) for node in nodes for r in gc.get_referents(node))
+
+
+def test_a_node_is_a_small_object():
+    # ten fields and the weak-reference slot: the per-node dict of pass counters (a slot and
+    # 64 bytes for the dict) went into each pass's own table
+    node = (Array([1.0]).tracked() * 2.0)._node
+    assert type(node) is OpNode
+    assert sys.getsizeof(node) <= 16 + 16 + 8 * 11
+
+
+def test_a_node_subclass_may_not_redefine_equality():
+    with pytest.raises(TypeError, match="compares by identity; it may not define __eq__"):
+        type("ByValue", (Node,), {"__slots__": (), "__eq__": lambda self, other: True})
 
 
 @pytest.mark.parametrize("arrival", ["descending", "ascending", "shuffled"])
@@ -35,9 +52,9 @@ def test_reports_are_summed_in_key_order_whatever_order_they_arrive_in(arrival):
     keys = [10 << 32, 11 << 32, 11 << 32 | 1, 12 << 32, 13 << 32]
     x = Node()
     root = Node(tuple([x] * len(values)))
-    count_consumers(root, "p")
+    counts = count_consumers(root, {})
     order = {"descending": [4, 3, 2, 1, 0], "ascending": [0, 1, 2, 3, 4], "shuffled": [2, 0, 4, 1, 3]}[arrival]
-    results = [report(x, "p", keys[i], values[i]) for i in order]
+    results = [report(x, counts, keys[i], values[i]) for i in order]
     expected = 0.0 + values[0]
     for v in values[1:]:
         expected += v

@@ -113,7 +113,6 @@ def test_a_stepped_parameter_is_a_new_tracked_leaf_as_tracked_makes_it():
     reference = Array(new.numpy()).tracked()
     node, expected = new._node, reference._node
     assert new.is_tracked and new is not w and w.gradient() is None
-    assert (node.inputs, node.name, node.cost, node.gradient, node.pending, node.shape, node.dtype) == (
-        expected.inputs, expected.name, expected.cost, expected.gradient, expected.pending, expected.shape,
-        expected.dtype)
+    assert (node.inputs, node.name, node.cost, node.gradient, node.shape, node.dtype) == (
+        expected.inputs, expected.name, expected.cost, expected.gradient, expected.shape, expected.dtype)
     assert node.seq > w._node.seq and node.vjp is None

@@ -21,6 +21,7 @@ import time
 import traceback
 from types import SimpleNamespace
 
+import counters
 import numpy as np
 import pytest
 
@@ -154,7 +155,7 @@ def test_a_signal_before_the_publish_commits_nothing(handlers, workers):
         backward(root, 1)
     assert _engine_frames(info.value)  # raised inside backward()
     assert [leaf.gradient for leaf in leaves] == [1] * 100 and root.gradient == 1
-    assert not any(node.pending for node in (*leaves, *mids, root))
+    counters.assert_none_left()
     set_yield_point(None)
     backward(root, 1)
     assert [leaf.gradient for leaf in leaves] == [2] * 100
@@ -181,7 +182,7 @@ def test_an_overflow_while_adding_into_one_gradient_commits_nothing(workers, whe
     with np.errstate(over="raise"), pytest.raises(FloatingPointError):
         root.backward()  # 1e308 + 1e308 overflows while adding into that one gradient
     assert [leaf.gradient().numpy().tobytes() for leaf in leaves] == before, "a partial commit"
-    assert not any(leaf._node.pending for leaf in leaves)
+    counters.assert_none_left()
     with np.errstate(over="ignore"):
         root.backward()  # where overflow is allowed, the same pass commits, inf and all
     assert [leaf.gradient().numpy().tolist() for leaf in leaves] == [
@@ -226,7 +227,7 @@ def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, caps
     # the passes whose backward() returned; nothing is left pending.
     configure(workers=workers)
     width, branches = 20_000, 8
-    leaves, mids, root = _fan_in(width, branches)
+    leaves, _mids, root = _fan_in(width, branches)
     expected = list(range(1, width + 1))
     marks = {}
 
@@ -296,7 +297,7 @@ def test_signals_at_random_moments_commit_all_or_nothing(handlers, workers, caps
         assert root.gradient == committed
         wrong = sum(leaf.gradient != committed * e for leaf, e in zip(leaves, expected))
         assert not wrong, f"a partial commit: {wrong} leaves differ"
-        assert not any(node.pending for node in (*mids, root, *leaves))
+        counters.assert_none_left()
     with capsys.disabled():
         print(
             f"\n[faults] workers={workers}: {attempts} passes under SIGALRM, {returned_count} returned,"
@@ -313,10 +314,10 @@ def test_a_second_interrupt_during_the_clean_up_leaves_no_counters(handlers, wor
     # A repeating SIGALRM (every 100 us after a random first one): the first interrupt
     # fails the pass, the next lands while backward() is cleaning up after it. Before,
     # the clean-up walked the nodes one by one and a second interrupt cut it short,
-    # leaving counters (each holding the pass and its deltas) on thousands of nodes.
+    # leaving counters (each holding the pass and its deltas) on thousands of nodes;
+    # now the counters are the pass's own table, forgotten by one clear().
     configure(workers=workers)
-    leaves, mids, root = _fan_in(20_000, 8)
-    nodes = (*leaves, *mids, root)
+    leaves, _mids, root = _fan_in(20_000, 8)
     started = time.perf_counter()
     backward(root, 1)
     pass_time = time.perf_counter() - started
@@ -349,8 +350,7 @@ def test_a_second_interrupt_during_the_clean_up_leaves_no_counters(handlers, wor
             budget[0] = 0  # the handler's first statement: nothing runs before it
         signal.setitimer(signal.ITIMER_REAL, 0)
         doubles += raised_in.count("pass") + raised_in.count("commit") >= 2
-        stale = sum(1 for node in nodes if node.pending)
-        assert not stale, f"{stale} nodes kept a failed pass's counters"
+        counters.assert_none_left()  # no failed pass kept its counters
         assert root.gradient == committed and leaves[-1].gradient == committed * 20_000
     with capsys.disabled():
         print(

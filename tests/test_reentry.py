@@ -23,6 +23,7 @@ import threading
 import time
 import weakref
 
+import counters
 import numpy as np
 import pytest
 from concurrency import run_threads
@@ -76,7 +77,7 @@ class Ledger:
         left = [leaf.gradient or 0 for leaf in self.leaves]
         assert [t + g for t, g in zip(self.taken, left)] == [4 * passes * k for k in (1, 2, 3)]
         assert self.side_leaf.gradient == 5 * self.side_passes
-        assert not any(leaf.pending for leaf in self.leaves)
+        counters.assert_none_left()
 
 
 def _ledger(leaves):

@@ -125,7 +125,6 @@ def leaf_node(values: np.ndarray, name: str | None = None) -> ArrayNode:
     node.name = "leaf" if name is None else name
     node.cost = 0
     node.seq = _next_seq()
-    node.pending = {}
     node.gradient = None
     shape = values.shape
     node.shape = _SHAPES.get(shape) or shared(shape)
@@ -148,7 +147,6 @@ def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarr
     node.name = name
     node.cost = cost
     node.seq = _next_seq()
-    node.pending = {}
     node.gradient = None
     shape = value.shape
     node.shape = _SHAPES.get(shape) or shared(shape)

@@ -1,10 +1,12 @@
-"""The per-pass counter protocol: count before the pass, report during it, forget after a failure.
+"""The per-pass counter protocol: count before the pass, report during it, drop the table after.
 
-Each node keeps, in ``node.pending[key]``, what it still waits for in the
-pass ``key``. Only consumers reachable from the root count, so an unrelated
-consumer of a shared input never holds a pass up; every edge counts once, so
-``x * x`` reports to ``x`` twice. The walk keeps its own stack, so a chain of
-a million nodes needs no recursion.
+Each pass owns one table, ``counts``: a dict from every node it reaches (the
+root excepted) to what that node still waits for in the pass. Only consumers
+reachable from the root count, so an unrelated consumer of a shared input
+never holds a pass up; every edge counts once, so ``x * x`` reports to ``x``
+twice. The walk keeps its own stack, so a chain of a million nodes needs no
+recursion. Nodes are keys by identity (``Node`` forbids a subclass to
+redefine equality).
 
 The state of a node in one pass:
 
@@ -25,26 +27,34 @@ The state of a node in one pass:
   allocates outlives it for the collector to count, and the reports of a
   node with half a million consumers lie in one flat list, in memory order.
 
+Why the table belongs to the pass and not to the nodes: passes that share
+nodes (other threads, a finalizer or a signal handler running a pass in the
+middle of one) never touch each other's tables, a failed pass forgets all
+its counters with one ``clear()``, and a graph costs no counter memory
+between passes. (Each node used to carry a dict of its passes' entries:
+64 bytes a node for the graph's life, and about 170 more during a pass for
+the dict's table, against about 40 bytes an entry in one table of the pass.)
+
 Without locks there is nothing a signal handler or a finalizer that runs in
 the middle of a report could wait for: it may run a whole pass of its own
-through the same nodes (another key) and the protocol stays exact.
+through the same nodes (another table) and the protocol stays exact.
 
 ``report`` returns the node's total when its last report arrives, or one of
 two named outcomes: ``WAITING`` (other consumers have yet to report) and
-``NOT_COUNTED`` (the pass has no entry for the node: an engine error, or a
+``NOT_COUNTED`` (the table has no entry for the node: an engine error, or a
 step that outlived its failed pass).
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from itertools import islice, repeat
-from operator import attrgetter, gt, is_not, methodcaller
+from operator import gt, is_not
 from typing import Any, Final
 
 from . import debug
-from .atomic import _FREE_THREADED, NEVER
 from .node import Node
+
+Counts = dict[Node, Any]
 
 
 class Outcome:
@@ -63,62 +73,48 @@ class Outcome:
         return self.name
 
 
-# Release an emptied ``pending`` table: a dict keeps its table after its last key is
-# popped (about 170 bytes a node, half again the node itself, for as long as the graph
-# lives). ``if not pending: pending.clear()`` runs no eval-breaker check between the
-# test and the clear (see ``atomic``), so under the GIL no other thread or handler can
-# add a key in between. A free-threaded build has no such guarantee: there the table stays.
-SHRINK: Final = not _FREE_THREADED
-
 WAITING: Final = Outcome("WAITING")
 NOT_COUNTED: Final = Outcome("NOT_COUNTED")
-_pending_of = attrgetter("pending")
 
 
-def count_consumers(root: Node, key: object, reached: list[Node] | None = None) -> list[Node]:
-    """Register ``key``'s counters on every node below ``root``.
+def count_consumers(root: Node, counts: Counts) -> Counts:
+    """Enter in ``counts`` every node below ``root`` with what it waits for in this pass; return ``counts``.
 
-    Returns the nodes reached, root first, appended to ``reached`` if given
-    (a node is appended before its entry is made, so a caller always knows
-    every node that may hold one, even if the walk is cut short). The root
-    has no consumers in this pass and gets no entry.
+    The nodes are entered in the order the walk reaches them. The root has
+    no consumers in this pass and gets no entry. If the walk is cut short,
+    ``counts.clear()`` forgets whatever it entered.
 
     >>> a = Node(); b = Node((a, a)); c = Node((b, a))
-    >>> [n is m for n, m in zip(count_consumers(c, "p"), (c, b, a))]
-    [True, True, True]
-    >>> waiting_for(b, "p"), waiting_for(a, "p")
+    >>> counts = count_consumers(c, {})
+    >>> [node is m for node, m in zip(counts, (b, a))]
+    [True, True]
+    >>> waiting_for(b, counts), waiting_for(a, counts)
     (1, 3)
     """
-    if reached is None:
-        reached = []
-    reached.append(root)
     stack = [root]
     push = stack.append
     pop = stack.pop
-    keep = reached.append
+    entry = counts.get
     hook = debug.hook
     while stack:
         for node in pop().inputs:
-            # Only this thread writes ``key`` while counting, and other passes
-            # write other keys, so single dict operations are enough.
-            pending = node.pending
-            state = pending.get(key)
+            # Only this thread writes this pass's table while counting.
+            state = entry(node)
             if hook is not None:
                 hook("count")
             if state is None:
-                keep(node)
-                pending[key] = 1
+                counts[node] = 1
                 push(node)
             elif type(state) is int:
-                pending[key] = [2, [1, None], []]
+                counts[node] = [2, [1, None], []]
             else:
                 state[0] += 1
                 state[1].append(None)
-    return reached
+    return counts
 
 
-def report(target: Node, key: object, order: int, delta: Any) -> Any:
-    """Deliver one consumer's ``delta`` to ``target`` in pass ``key``.
+def report(target: Node, counts: Counts, order: int, delta: Any) -> Any:
+    """Deliver one consumer's ``delta`` to ``target`` in the pass whose table is ``counts``.
 
     ``order`` is the canonical position of this report (the consumer's
     sequence id << 32 | argument position). Returns ``target``'s total for
@@ -126,18 +122,15 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
     None if none of them was a delta), else ``WAITING`` or ``NOT_COUNTED``.
 
     >>> x = Node(); y = Node((x, x))
-    >>> _ = count_consumers(y, "p")
-    >>> report(x, "p", 1, 10), report(x, "p", 0, 5), report(x, "p", 2, 1)
+    >>> counts = count_consumers(y, {})
+    >>> report(x, counts, 1, 10), report(x, counts, 0, 5), report(x, counts, 2, 1)
     (WAITING, 15, NOT_COUNTED)
     """
-    pending = target.pending
-    state = pending.get(key)
+    state = counts.get(target)
     if type(state) is int:
-        # The only consumer in this pass. pop, not del: a failed pass may
+        # The only consumer in this pass. pop with a default: a failed pass may
         # have forgotten its counters while this step was still running.
-        pending.pop(key, None)
-        if SHRINK and not pending:
-            pending.clear()
+        counts.pop(target, None)
         return delta
     if state is None:
         return NOT_COUNTED
@@ -148,9 +141,7 @@ def report(target: Node, key: object, order: int, delta: Any) -> Any:
         hook("report")
     if state[1].pop() != 1:  # then a token
         return WAITING
-    pending.pop(key, None)
-    if SHRINK and not pending:
-        pending.clear()
+    counts.pop(target, None)
     return _sum_in_order(target, reports)
 
 
@@ -176,43 +167,16 @@ def _sum_in_order(target: Node, reports: list[Any]) -> Any:
     return target.combine(deltas) if deltas else None
 
 
-def waiting_for(node: Node, key: object) -> int:
-    """How many reports ``node`` still waits for in pass ``key`` (0 if none).
+def waiting_for(node: Node, counts: Counts) -> int:
+    """How many reports ``node`` still waits for in the pass whose table is ``counts`` (0 if none).
 
-    >>> a = Node(); _ = count_consumers(Node((a, a, a)), "p")
-    >>> waiting_for(a, "p"), waiting_for(a, "another pass")
+    >>> a = Node(); counts = count_consumers(Node((a, a, a)), {})
+    >>> waiting_for(a, counts), waiting_for(a, {})
     (3, 0)
     """
-    state = node.pending.get(key)
+    state = counts.get(node)
     if state is None:
         return 0
     if type(state) is int:
         return state
     return len(state[1])
-
-
-def forgetting(nodes: list[Node], key: object) -> Iterator[Any]:
-    """An iterator that drops ``key``'s counters from ``nodes`` when it is run (lazily).
-
-    Build it before counting and run it with ``NEVER in it`` when the pass
-    fails: ``in`` drives the iterator in C, so no signal handler can cut the
-    clean-up short (see ``atomic``). ``nodes`` may still grow after the
-    iterator is built; it visits every node present when it runs.
-
-    >>> a = Node(); reached = []
-    >>> clean_up = forgetting(reached, "p")
-    >>> _ = count_consumers(Node((a,)), "p", reached)
-    >>> NEVER in clean_up, a.pending
-    (False, {})
-    """
-    return map(methodcaller("pop", key, None), map(_pending_of, nodes))
-
-
-def forget(nodes: list[Node], key: object) -> None:
-    """Drop ``key``'s counters from ``nodes`` in one step (after a failed pass).
-
-    >>> a = Node(); reached = count_consumers(Node((a,)), "p")
-    >>> forget(reached, "p"); a.pending
-    {}
-    """
-    NEVER in forgetting(nodes, key)  # noqa: B015 - the test runs the iterator

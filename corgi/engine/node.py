@@ -29,10 +29,9 @@ Vjp = Callable[[Any], Sequence[Any]]
 class Node:
     """One vertex of the graph a tracked array records.
 
-    ``pending`` maps a running pass to what the node still waits for in
-    that pass (``counting`` owns this protocol: a plain count for a node
-    with one consumer, a list of tokens and a list of reports for more), so several
-    passes can run through one node at once without sharing a count.
+    What a node still waits for in a running pass lives in that pass's own
+    table (``counting``), keyed by the node itself: nodes compare and hash
+    by identity, and a subclass may not redefine ``__eq__`` or ``__hash__``.
     ``gradient`` is the sum of every committed pass's delta; read it freely
     (it is replaced, never changed in place), but change it only through
     ``clear_gradient``, ``take_gradient`` and ``add_gradient``, which are
@@ -50,7 +49,7 @@ class Node:
     (True, 'double', None)
     """
 
-    __slots__ = ("__weakref__", "cost", "gradient", "inputs", "name", "pending", "seq", "vjp")
+    __slots__ = ("__weakref__", "cost", "gradient", "inputs", "name", "seq", "vjp")
 
     def __init__(
         self,
@@ -66,8 +65,15 @@ class Node:
         # multiply-add); the scheduler hands only costly nodes to the pool.
         self.cost = cost
         self.seq = next_seq()
-        self.pending: dict[object, Any] = {}
         self.gradient: Any = None
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # A pass's table of counters is keyed by node: two distinct nodes that
+        # compared equal would share one entry and lose a report.
+        super().__init_subclass__(**kwargs)
+        for name in ("__eq__", "__hash__"):
+            if name in cls.__dict__:
+                raise TypeError(f"{cls.__name__}: an engine Node compares by identity; it may not define {name}")
 
     def deltas(self, delta: Any) -> Sequence[Any]:
         """One delta per input for the ``delta`` arriving here.

@@ -1,7 +1,7 @@
 """One backward pass, in named steps: count, evaluate, report, dispatch, commit.
 
-1. Count (``counting.count_consumers``): every node below the root learns
-   how many consumers will report to it in this pass.
+1. Count (``counting.count_consumers``): the pass's table learns, for every
+   node below the root, how many consumers will report to it in this pass.
 2. Evaluate (``evaluate``): a node that received its total runs its vjp,
    which gives one delta per input, checked for count and type.
 3. Report (``counting.report``): each delta goes to its input. The report
@@ -25,8 +25,8 @@
 
 If anything fails (a vjp or a hook raises, a sum overflows under
 ``np.errstate``, a signal handler raises ``KeyboardInterrupt`` anywhere),
-the pass stops scheduling, forgets its counters and staged totals in one
-step that nothing can cut short, waits for steps still running on workers,
+the pass stops scheduling, forgets its counters (one ``clear()`` of its
+table) and its staged totals, waits for steps still running on workers,
 and re-raises the exception with its own type and traceback. Nothing was
 committed. An interrupt that arrives after the commit is handled by the
 caller after ``backward()`` has returned (see ``atomic``): ``backward()``
@@ -48,16 +48,7 @@ from . import debug, gradients
 from . import hooks as _hooks
 from . import pool as _pool
 from . import trace as _trace
-from .atomic import NEVER
-from .counting import (
-    NOT_COUNTED,
-    SHRINK,
-    WAITING,
-    count_consumers,
-    forgetting,
-    report,
-    waiting_for,
-)
+from .counting import NOT_COUNTED, WAITING, Counts, count_consumers, report, waiting_for
 from .node import Node
 from .threads import pool_fits
 
@@ -95,7 +86,7 @@ def checked(node: Node, deltas: Any) -> Sequence[Any]:
 
 class _Pass:
     __slots__ = (
-        "active", "context", "error", "handoff_cost", "hooks", "id", "lock", "pool",
+        "active", "context", "counts", "error", "handoff_cost", "hooks", "id", "lock", "pool",
         "ready", "remaining", "staged_deltas", "staged_nodes", "trace", "waiting", "wakeups",
     )
 
@@ -110,6 +101,8 @@ class _Pass:
         # fails or blocks, and a spare wake-up only makes the caller look again.
         self.wakeups: SimpleQueue[None] | None = None
         self.ready: deque[tuple[Node, Any]] = deque()
+        # What each node below the root still waits for in this pass (``counting``).
+        self.counts: Counts = {}
         self.remaining = 0  # counted nodes that have not run yet
         self.active = 0  # pool threads inside a step of this pass
         self.waiting = False  # the caller sleeps on ``wakeups``
@@ -137,6 +130,8 @@ class _Pass:
         """
         ran = 0
         key = self
+        counts = self.counts
+        entry = counts.get
         trace = self.trace
         hooks = self.hooks
         # Staged pairs go to lists of this call's own and join the pass's
@@ -172,14 +167,11 @@ class _Pass:
                     if trace is not None:
                         trace.event("send", key.id, node, target, sent is not None)
                     # ``counting.report``, its first case written out: the only consumer in this pass
-                    pending = target.pending
-                    if type(pending.get(key)) is int:
-                        pending.pop(key, None)
-                        if SHRINK and not pending:
-                            pending.clear()
+                    if type(entry(target)) is int:
+                        counts.pop(target, None)
                         total = sent
                     else:
-                        total = report(target, key, node.seq << 32 | position, sent)
+                        total = report(target, counts, node.seq << 32 | position, sent)
                         if total is WAITING:
                             continue
                         if total is NOT_COUNTED:
@@ -362,18 +354,19 @@ def backward(root: Node, delta: Any, targets: Sequence[Node] | None = None) -> l
     this = _Pass(recorder, _hooks.registered() if targets is None else None)
     if recorder is not None:
         recorder.event("start", this.id, root)
-    reached: list[Node] = []
-    # Built before anything can fail, run only if something does (``NEVER in``).
-    clean_up = forgetting(reached, this)
+    counts = this.counts
     try:
-        count_consumers(root, this, reached)
-        this.remaining = len(reached)
+        count_consumers(root, counts)
+        this.remaining = len(counts) + 1  # and the root
         if recorder is not None:
-            for node in reached:
-                recorder.event("count", this.id, node, None, waiting_for(node, this))
+            for node in (root, *counts):
+                recorder.event("count", this.id, node, None, waiting_for(node, counts))
         this.drive(root, delta)
         if this.error is not None:
             raise this.error
+        # Every counted node ran, so the table is empty; clear() also frees its slots (about
+        # 40 bytes a node) before the commit allocates its own lists.
+        counts.clear()
         if targets is not None:
             totals = dict(zip(this.staged_nodes, this.staged_deltas))
             if recorder is not None:
@@ -385,8 +378,8 @@ def backward(root: Node, delta: Any, targets: Sequence[Node] | None = None) -> l
         if first:
             this.error = error  # every step still running stops at its next node
         # First, before any point where a second interrupt could land: forget
-        # the pass's counters, in one step.
-        NEVER in clean_up  # noqa: B015 - the test runs the clean-up
+        # the pass's counters, in one C call that no signal handler can cut short.
+        counts.clear()
         try:
             this.staged_nodes.clear()
             this.staged_deltas.clear()
@@ -398,8 +391,7 @@ def backward(root: Node, delta: Any, targets: Sequence[Node] | None = None) -> l
             this.error = _FAILED
             if recorder is not None:
                 recorder.event("end", this.id, root, None, "failed")
-            del this, clean_up
-            reached.clear()
+            del this, counts
         raise
     # Nothing from the commit to the return can run a signal handler here,
     # unless a trace is recording: its last event comes after the commit.
