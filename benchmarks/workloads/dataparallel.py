@@ -88,12 +88,15 @@ def timed_exchanges(comm, exchange, warmup, repeats):
 def looped(comm, contenders, blocks, runs):
     """Each contender's time per call, run ``runs`` times back to back with no barrier between calls.
 
-    As in training, the ranks pace each other through the reductions alone;
-    a call's time is its block's time over ``runs`` on the slowest rank.
-    Blocks alternate between the contenders like ``interleaved``'s; returns
-    each contender's fastest block and median block.
+    As in training, the ranks pace each other through the reductions alone.
+    Per block, on the slowest rank: the mean per call (the block's time over
+    ``runs``: what a loop pays, slow calls included) and the median call
+    (comparable with ``interleaved``'s medians). Blocks alternate between
+    the contenders like ``interleaved``'s; returns each contender's fastest
+    block's mean, its median block's mean, and its fastest block's median.
     """
-    found = {name: [] for name in contenders}
+    means = {name: [] for name in contenders}
+    medians = {name: [] for name in contenders}
     for block in range(blocks):
         names = list(contenders)
         if block % 2:
@@ -102,11 +105,17 @@ def looped(comm, contenders, blocks, runs):
             call = contenders[name]
             call()
             comm.Barrier()
+            times = []
             start = time.perf_counter()
             for _ in range(runs):
+                before = time.perf_counter()
                 call()
-            found[name].append(max(comm.allgather((time.perf_counter() - start) / runs)))
-    return {name: (min(times), statistics.median(times)) for name, times in found.items()}
+                times.append(time.perf_counter() - before)
+            mean = (time.perf_counter() - start) / runs
+            gathered = comm.allgather((mean, statistics.median(times)))
+            means[name].append(max(mean for mean, _ in gathered))
+            medians[name].append(max(median for _, median in gathered))
+    return {name: (min(means[name]), statistics.median(means[name]), min(medians[name])) for name in contenders}
 
 
 def arrivals(comm, stamps):
@@ -315,6 +324,7 @@ def corgi_peer(comm, args):
             "exchange_loop_us": loop["exchange"][0] * 1e6, "raw_loop_us": loop["raw"][0] * 1e6,
             "exchange_loop_median_block_us": loop["exchange"][1] * 1e6,
             "raw_loop_median_block_us": loop["raw"][1] * 1e6,
+            "exchange_loop_median_call_us": loop["exchange"][2] * 1e6, "raw_loop_median_call_us": loop["raw"][2] * 1e6,
             "in_step": inside,
             "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
             "interleaved_after_ms": steps["after"][0] * 1e3, "interleaved_local_ms": steps["local"][0] * 1e3,
