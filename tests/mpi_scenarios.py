@@ -51,9 +51,9 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
     from corgi.distributed.comm import transport
 
     link = transport(None)
-    available = link.persistent  # type: ignore[attr-defined]
+    available = link.persistent
     if not args.persistent:  # as where MPI has no persistent collective operations (before MPI 4)
-        link.persistent = False  # type: ignore[misc]
+        link.persistent = False
     # Each rank starts from its own random parameters: the wrap must give every rank rank 0's.
     parallel = DataParallel(_model(100 + _rank(), args.dtype), link, reduction=args.reduction)
     rank, size = parallel.rank, parallel.size

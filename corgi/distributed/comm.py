@@ -46,6 +46,8 @@ class Transport(Protocol):
     size: int
     # whether any thread may make MPI calls (one at a time), or only the thread that initialised MPI
     any_thread: bool
+    # whether Allreduce_init makes a true persistent operation (MPI 4), or restarts a non-blocking one
+    persistent: bool
 
     def allgather(self, value: Any) -> list[Any]: ...
 
@@ -136,6 +138,7 @@ class LocalComm:
     rank = 0
     size = 1
     any_thread = True
+    persistent = False
 
     def __repr__(self) -> str:
         return "LocalComm()"
