@@ -48,17 +48,10 @@ def train(args: argparse.Namespace) -> dict[str, Any]:
 
     _workers(args)
     x, y = _data(args.count, args.dtype)
-    from corgi.distributed.comm import transport
-
-    link = transport(None)
-    available = link.persistent
-    if not args.persistent:  # as where MPI has no persistent collective operations (before MPI 4)
-        link.persistent = False
     # Each rank starts from its own random parameters: the wrap must give every rank rank 0's.
-    parallel = DataParallel(_model(100 + _rank(), args.dtype), link, reduction=args.reduction)
+    parallel = DataParallel(_model(100 + _rank(), args.dtype), reduction=args.reduction)
     rank, size = parallel.rank, parallel.size
-    report: dict[str, Any] = {"rank": rank, "size": size, "digests": [parallel.digest()], "losses": [], "seen": [],
-                              "count_request": type(parallel._count_request).__name__, "mpi_persistent": available}
+    report: dict[str, Any] = {"rank": rank, "size": size, "digests": [parallel.digest()], "losses": [], "seen": []}
     sampler = ShardedSampler(len(x), args.batch, rank, size, seed=7)
     for epoch in range(args.epochs):
         seen = []
@@ -463,8 +456,6 @@ def main(argv: list[str]) -> None:
     parser.add_argument("--thread-level", default=None, help="mpi4py.rc.thread_level before MPI starts")
     parser.add_argument("--argv", default="", help="corgi.train's command line (cli)")
     parser.add_argument("--fail-step", type=int, default=None)
-    parser.add_argument("--no-persistent", dest="persistent", action="store_false",
-                        help="as if MPI had no persistent collective operations")
     args = parser.parse_args(argv)
     if args.thread_level is not None:
         import mpi4py

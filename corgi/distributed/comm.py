@@ -31,14 +31,6 @@ class Request(Protocol):
     def Wait(self) -> Any: ...
 
 
-class Persistent(Protocol):
-    """A persistent operation: made once on fixed buffers, then started and waited for step after step."""
-
-    def Start(self) -> None: ...
-
-    def Wait(self) -> Any: ...
-
-
 class Transport(Protocol):
     """The collective operations corgi.distributed needs (mpi4py's names and argument order)."""
 
@@ -46,8 +38,6 @@ class Transport(Protocol):
     size: int
     # whether any thread may make MPI calls (one at a time), or only the thread that initialised MPI
     any_thread: bool
-    # whether Allreduce_init makes a true persistent operation (MPI 4), or restarts a non-blocking one
-    persistent: bool
 
     def allgather(self, value: Any) -> list[Any]: ...
 
@@ -62,10 +52,6 @@ class Transport(Protocol):
     def Ireduce(self, send: np.ndarray, receive: np.ndarray | None, root: int = 0) -> Request: ...
 
     def Ibcast(self, buffer: np.ndarray, root: int = 0) -> Request: ...
-
-    def Allreduce_init(self, send: np.ndarray, receive: np.ndarray) -> Persistent: ...
-
-    def release(self, request: Persistent) -> None: ...
 
     def waitall(self, requests: Sequence[Request]) -> None: ...
 
@@ -103,23 +89,6 @@ class _Done:
         return None
 
 
-class _Restarted:
-    """A persistent reduction made of a non-blocking one started anew at each ``Start`` (MPI before 4)."""
-
-    __slots__ = ("link", "receive", "request", "send")
-
-    def __init__(self, link: Transport, send: np.ndarray, receive: np.ndarray) -> None:
-        self.link, self.send, self.receive = link, send, receive
-        self.request: Request = _Done()
-
-    def Start(self) -> None:
-        self.request = self.link.Iallreduce(self.send, self.receive)
-
-    def Wait(self) -> Any:
-        request, self.request = self.request, _Done()
-        return request.Wait()
-
-
 class LocalComm:
     """A communicator of one process that needs no MPI: rank 0 of 1.
 
@@ -138,7 +107,6 @@ class LocalComm:
     rank = 0
     size = 1
     any_thread = True
-    persistent = False
 
     def __repr__(self) -> str:
         return "LocalComm()"
@@ -209,23 +177,6 @@ class LocalComm:
         _check_root(root)
         return _Done()
 
-    def Allreduce_init(self, send: np.ndarray, receive: np.ndarray) -> Persistent:
-        """A persistent ``Allreduce`` of ``send`` into ``receive``: each ``Start()`` copies, ``Wait()`` returns.
-
-        >>> send, out = np.array([1.0]), np.empty(1)
-        >>> request = LocalComm().Allreduce_init(send, out)
-        >>> send[0] = 7.0; request.Start(); request.Wait()
-        >>> out.tolist()
-        [7.0]
-        """
-        return _Restarted(self, send, receive)
-
-    def release(self, request: Persistent) -> None:
-        """Let go of a persistent request (nothing to free without MPI).
-
-        >>> LocalComm().release(LocalComm().Allreduce_init(np.zeros(1), np.zeros(1)))
-        """
-
     def waitall(self, requests: Sequence[Request]) -> None:
         """Wait for every request (they are all finished).
 
@@ -263,9 +214,6 @@ class _MPITransport:
         # mpi4py asks for MPI_THREAD_MULTIPLE; an MPI built without threads may give less
         self.any_thread: bool = MPI.Query_thread() >= MPI.THREAD_SERIALIZED
         self._waitall = MPI.Request.Waitall
-        self._MPI = MPI
-        # persistent collective operations (MPI 4: MPICH 4, Open MPI 5; mpi4py 4)
-        self.persistent: bool = MPI.Get_version() >= (4, 0) and callable(getattr(comm, "Allreduce_init", None))
 
     def __repr__(self) -> str:
         return f"MPITransport(rank {self.rank} of {self.size})"
@@ -293,25 +241,6 @@ class _MPITransport:
     def Ibcast(self, buffer: np.ndarray, root: int = 0) -> Request:
         request: Request = self.comm.Ibcast(buffer, root=root)
         return request
-
-    def Allreduce_init(self, send: np.ndarray, receive: np.ndarray) -> Persistent:
-        # Collective, like every persistent collective's making: every rank makes its own at the
-        # same point. Where MPI has none (before MPI 4), a non-blocking one started each time.
-        if not self.persistent:
-            return _Restarted(self, send, receive)
-        request: Persistent = self.comm.Allreduce_init(send, receive)
-        return request
-
-    def release(self, request: Persistent) -> None:
-        # MPI must free a persistent request before MPI ends (MPICH complains at exit otherwise);
-        # not while it is in flight (an error): left to MPI then
-        MPI = self._MPI
-        if isinstance(request, MPI.Request):
-            try:
-                if not MPI.Is_finalized() and request.Get_status():
-                    request.Free()
-            except MPI.Exception:  # a communicator freed first, say: nothing left to tidy
-                pass
 
     def waitall(self, requests: Sequence[Request]) -> None:
         # MPI progresses all of them together, which waiting one by one would not

@@ -25,7 +25,6 @@ gradients, and no request is left in flight.
 from __future__ import annotations
 
 import os
-import weakref
 from collections.abc import Mapping, Sequence
 from typing import Any, Union
 
@@ -36,7 +35,7 @@ from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
 from .buckets import REDUCTIONS, Reducer, StepFailed
-from .comm import Comm, Transport, install_abort_hook, transport
+from .comm import Comm, Request, Transport, install_abort_hook, transport
 from .signature import Signature, first_difference
 from .state import broadcast_optimizer, broadcast_parameters, digest, load_everywhere, save_on_root
 
@@ -132,11 +131,10 @@ class DataParallel:
             any_thread=self._link.any_thread,
         )
         self._parameters = parameters
-        # The count exchange: one persistent reduction on two fixed one-value buffers, made here on
-        # every rank alike (making it is collective), started each step (see _start_count).
+        # The count exchange: two one-value buffers made once (each step's request is waited for
+        # before the next starts), and the request under way (see _start_count).
         self._count_mine, self._count_total = np.zeros(1), np.zeros(1)
-        self._count_request = self._link.Allreduce_init(self._count_mine, self._count_total)
-        weakref.finalize(self, self._link.release, self._count_request)
+        self._count_request: Request | None = None
         self._counting: int | None = None  # this rank's examples while the step's count is under way
         self._total = 0  # the global batch of the step under way
         self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
@@ -521,14 +519,14 @@ class DataParallel:
                 '(one forward and backward per step: see "Gradient accumulation" in docs/distributed.md)'
             )
         self._count_mine[0] = count
-        self._count_request.Start()
+        self._count_request = self._link.Iallreduce(self._count_mine, self._count_total)
         self._counting = count
 
     def _finish_count(self, where: str) -> int:
         """The global batch size: the sum of the counts this step started with."""
-        assert self._counting is not None
-        self._counting = None
-        self._count_request.Wait()
+        assert self._counting is not None and self._count_request is not None
+        request, self._count_request, self._counting = self._count_request, None, None
+        request.Wait()
         total = int(self._count_total[0])
         if total == 0:
             raise ValueError(f"{where}: no rank had an example in this step")
@@ -537,9 +535,9 @@ class DataParallel:
 
     def _abandon(self) -> None:
         """This rank's step failed: finish its exchange marked failed (every rank's requests complete)."""
-        if self._counting is not None:
-            self._counting = None
-            self._count_request.Wait()
+        if self._count_request is not None:
+            request, self._count_request, self._counting = self._count_request, None, None
+            request.Wait()
         reported, self._reported = self._reported, []
         self._reducer.abandon()
         if reported:  # the pass may have committed before the failure: the step changes nothing
