@@ -348,10 +348,10 @@ class DataParallel:
             position = first_with_gradient(parameters, where)
             if position is not None:
                 raise ValueError(
-                        f"{where}: parameter {position} already has a gradient before the step's backward pass "
-                        "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
-                        "several passes"
-                    )
+                    f"{where}: parameter {position} already has a gradient before the step's backward pass "
+                    "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
+                    "several passes"
+                )
             value = loss.sum_all()
             self._reported = [parameter for parameter in parameters if parameter.is_tracked]
             reducer = self._reducer
