@@ -4,6 +4,7 @@
     python -m benchmarks.ab --threads 1 --dtypes float64 --blocks 8 --steps 60
     python -m benchmarks.ab --json ab.json
     python -m benchmarks.ab --before main            # and corgi as it is on main, in the same processes
+    python -m benchmarks.ab --threads 1 --clock thread   # CPU time of the stepping thread (a busy machine)
 
 This machine's speed drifts by tens of percent between processes and over
 minutes, so a ratio of two figures measured in different processes says as
@@ -28,6 +29,16 @@ they are at git ref REF (``before seed``, ``before fused``), imported beside
 the working tree's corgi in the same process: an A/B of two versions, block
 by block. Every peer starts from the same weights, and the first losses are
 checked against the floor's.
+
+``--clock thread`` times each block by the CPU time of the thread that runs
+the steps (``time.thread_time``) instead of the wall clock. With one BLAS
+thread every peer's whole step runs on that thread, so the figure leaves
+out the time the thread spent waiting for a core: on a machine busy with
+other work it stays close to the quiet wall-clock figure (the floor's
+float32 step read 1.46 ms of CPU at load 6, against 1.33 ms of wall time on
+a quiet machine), where wall-clock ratios scatter from 0.2x to 1.8x. It
+still counts what a busy neighbour does to the caches. Only for one BLAS
+thread: another thread's work would not be counted.
 """
 from __future__ import annotations
 
@@ -100,7 +111,8 @@ def child(args: argparse.Namespace) -> None:
             torch.set_num_interop_threads(1)
         except ImportError:
             pass
-    out = {"threads": args.threads, "load_before": os.getloadavg(), "dtypes": {}}
+    out = {"threads": args.threads, "clock": args.clock, "load_before": os.getloadavg(), "dtypes": {}}
+    clock = time.thread_time if args.clock == "thread" else time.perf_counter
     before = load_before(args.before) if args.before else None
     for dtype in args.dtypes:
         steps = make_steps(dtype, args.batch, "torch" in args.peers, before)
@@ -116,10 +128,10 @@ def child(args: argparse.Namespace) -> None:
             k = b % len(names)
             for name in names[k:] + names[:k]:
                 step = steps[name]
-                t0 = time.perf_counter()
+                t0 = clock()
                 for _ in range(args.steps):
                     step()
-                blocks[name].append((time.perf_counter() - t0) / args.steps * 1e3)
+                blocks[name].append((clock() - t0) / args.steps * 1e3)
         out["dtypes"][dtype] = {"block_ms": blocks, "first_loss": first}
     out["load_after"] = os.getloadavg()
     sys.stdout.write(json.dumps(out) + "\n")
@@ -152,7 +164,8 @@ def summarize(records: list[dict], reference: str = REFERENCE) -> list[dict]:
 
 def render(rows: list[dict], args: argparse.Namespace, loads: list) -> str:
     lines = [(f"(a) interleaved in one process: median of {args.blocks} blocks of {args.steps} steps, "
-              f"batch {args.batch}; ratios are medians of per-block ratios"),
+              f"batch {args.batch}; ratios are medians of per-block ratios"
+              + ("; times are the stepping thread's CPU time" if args.clock == "thread" else "")),
              "",
              f"| dtype | BLAS threads | peer | ms/step | x {REFERENCE} (range) | x torch | first loss |",
              "|---|---|---|---|---|---|---|"]
@@ -176,6 +189,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=60)
     ap.add_argument("--warmup", type=int, default=20)
     ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--clock", choices=("wall", "thread"), default="wall",
+                    help="wall clock, or the stepping thread's CPU time (one BLAS thread only)")
     ap.add_argument("--json", metavar="PATH")
     ap.add_argument("--before", metavar="GIT_REF",
                     help="also time corgi as it is at this git ref (peers 'before seed', 'before fused'), "
@@ -189,6 +204,8 @@ def main(argv: list[str] | None = None) -> None:
     unknown = [p for p in args.peers if p not in PEERS]
     if unknown:
         ap.error(f"unknown peer(s) {unknown}; choose from {','.join(PEERS)}")
+    if args.clock == "thread" and args.threads != "1":
+        ap.error("--clock thread needs --threads 1: other threads' work would not be counted")
     if args.child:
         args.threads = int(args.threads)
         child(args)
@@ -197,7 +214,8 @@ def main(argv: list[str] | None = None) -> None:
     for threads in [int(t) for t in args.threads.split(",") if t]:
         cmd = [sys.executable, "-m", "benchmarks.ab", "--child", "--threads", str(threads),
                "--dtypes", ",".join(args.dtypes), "--peers", ",".join(args.peers), "--blocks", str(args.blocks),
-               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch)]
+               "--steps", str(args.steps), "--warmup", str(args.warmup), "--batch", str(args.batch),
+               "--clock", args.clock]
         if args.before:
             cmd += ["--before", args.before]
         print(f"threads={threads} ...", end=" ", file=sys.stderr, flush=True)

@@ -10,7 +10,7 @@ one BLAS thread each. Run in separate processes, these figures move by tens
 of percent with the machine's load (the second core comes and goes). Here
 one process holds every peer and sets OpenBLAS's thread count itself
 before each one (``openblas_set_num_threads``; corgi's engine reads the
-count when each pass starts, as it would after a user's own call), and
+count in each pass, at its first hand-over to the pool, as it would after a user's own call), and
 runs them in blocks, the order rotated from block to block. A peer's
 figure is the median of its block medians; its ratio is the median of the
 per-block ratios to the better numpy option of that block.

@@ -188,8 +188,8 @@ def _chaos_types(chaos: Chaos):
 
         def __setitem__(self, key, value):
             chaos.pause()
-            if type(value) is list:  # [consumers, tokens, reports]
-                value = [value[0], ChaosTokens(value[1]), ChaosReports(value[2])]
+            if type(value) is list:  # [tokens, reports]
+                value = [ChaosTokens(value[0]), ChaosReports(value[1])]
             dict.__setitem__(self, key, value)
             chaos.pause()
 

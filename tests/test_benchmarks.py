@@ -212,6 +212,25 @@ def test_abwide_runs_every_peer_in_one_process_with_agreeing_results():
 
 
 @pytest.mark.timeout(300)
+def test_ab_times_by_the_stepping_threads_cpu_on_one_blas_thread_only():
+    import subprocess
+    import sys
+
+    from benchmarks import run
+
+    base = [sys.executable, "-m", "benchmarks.ab", "--dtypes", "float64", "--blocks", "2", "--steps", "2",
+            "--warmup", "1", "--batch", "8", "--peers", "numpy in place,corgi seed", "--clock", "thread"]
+    proc = subprocess.run([*base, "--threads", "1"], cwd=run.ROOT, capture_output=True, text=True, timeout=300,
+                          check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert "times are the stepping thread's CPU time" in proc.stdout
+    assert "| float64 | 1 | corgi seed |" in proc.stdout and "| ok |" in proc.stdout
+    refused = subprocess.run([*base, "--threads", "1,2"], cwd=run.ROOT, capture_output=True, text=True, timeout=60,
+                             check=False)
+    assert refused.returncode != 0 and "--clock thread needs --threads 1" in refused.stderr
+
+
+@pytest.mark.timeout(300)
 @pytest.mark.parametrize("options, expected", [
     (["--steps", "2"], ("conv", "max_pool", "backward 1", "all primitives")),
     (["--vs-torch", "--blocks", "2", "--per-block", "1"], ("corgi: wall", "torch: wall", "corgi / torch")),

@@ -16,7 +16,7 @@ def test_tokens_are_one_then_none():
     a = Node()
     root = Node((a, a, a))
     counts = count_consumers(root, {})
-    assert counts[a][1] == [1, None, None]
+    assert counts[a][0] == [1, None, None]
 
 
 def test_a_pass_leaves_no_counters_and_nodes_carry_none():

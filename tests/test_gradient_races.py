@@ -71,6 +71,58 @@ def test_step_parameters_racing_backward_loses_nothing(workers, fast_switching):
     assert (taken["b"] + left_b).tolist() == [passes * 2.0]
 
 
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
+def test_an_update_steps_every_parameter_with_the_same_passes(workers, fast_switching):
+    # A pass that commits while an update runs lands in all of its parameters' gradients or in
+    # none: the update takes them in one indivisible step. (Taken one by one, a pass that
+    # committed during the weight's step went to the bias's gradient only.)
+    configure(workers=workers, handoff_cost=0)
+    set_yield_point(_yielding)
+    w = Array(np.zeros(3)).tracked()
+    b = Array(np.zeros(1)).tracked()
+    loss = ((w * Array([1.0, 2.0, 3.0])).sum() + b * 2.0).sum()  # a pass adds dw = (1, 2, 3), db = 2
+    passes = 300
+    counts: list[tuple[float, float]] = []
+    finished = threading.Event()
+
+    def record(position, value, gradient):
+        if position == 0:
+            counts.append((gradient[0], 0.0))
+            time.sleep(0.0002)  # the weight's step takes time: passes commit meanwhile
+        else:
+            counts[-1] = (counts[-1][0], gradient[0] / 2.0)
+        return value
+
+    def work(i):
+        if i == 0:
+            for _ in range(passes):
+                loss.backward()
+            finished.set()
+        else:
+            while not finished.is_set() or len(counts) < 20:
+                if w.gradient() is not None:
+                    step_parameters([w, b], record)
+
+    run_threads(2, work)
+    assert counts and all(for_w == for_b for for_w, for_b in counts), [c for c in counts if c[0] != c[1]][:5]
+    left = 0.0 if w.gradient() is None else w.gradient().numpy()[0]
+    assert sum(for_w for for_w, _ in counts) + left == passes
+
+
+def test_a_parameter_listed_twice_is_stepped_once_at_its_first_place():
+    w = Array([1.0, 2.0]).tracked()
+    (w * 3.0).sum().backward()
+    seen = []
+
+    def step(position, value, gradient):
+        seen.append(position)
+        return value - 0.5 * gradient
+
+    first, again = step_parameters([w, w], step)
+    assert seen == [0] and again is w and first.numpy().tolist() == [-0.5, 0.5] and w.gradient() is None
+
+
 class StepFailed(Exception):
     pass
 

@@ -11,11 +11,12 @@ building the one-off wrappers that ``gradient()`` and ``numpy()`` make.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
 from .. import engine
-from ..engine.gradients import take_gradient
+from ..engine.gradients import take_gradients
 from .core import Array
 from .nodes import leaf_node
 from .values import read_only, to_values
@@ -39,9 +40,11 @@ def step_parameters(
     without a copy: it must be new (or read-only) values that nothing writes
     afterwards.
 
-    Each gradient is taken (read and cleared) in one indivisible step, so a
-    backward pass that commits on another thread meanwhile lands either in
-    the gradient stepped or in the node afterwards, never lost. If a step
+    All the gradients are taken (read and cleared) in one indivisible step,
+    so a backward pass that commits on another thread meanwhile lands wholly
+    in the gradients stepped or wholly in the nodes afterwards: never lost,
+    and never in some parameters' steps but not in others'. A parameter
+    listed twice is stepped once, at its first place. If a step
     raises (or anything interrupts), every gradient taken is put back, added
     to whatever passes committed since, and the exception propagates.
 
@@ -52,23 +55,27 @@ def step_parameters(
     >>> new_w, new_b is b, w.gradient()
     (Array([-0.5,  0.5], dimensions=(2,), tracked), True, None)
     """
-    taken: list[tuple[engine.Node, np.ndarray]] = []
+    nodes: list[engine.Node] = []
+    tracked: list[tuple[int, Array]] = []
+    for position, parameter in enumerate(parameters):
+        if type(parameter) is not Array and not isinstance(parameter, Array):
+            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+        node = parameter._node
+        if node is not None:
+            nodes.append(node)
+            tracked.append((position, parameter))
+    updated = list(parameters)  # a parameter without a gradient comes back as it is
+    gradients: list[Any] | None = None
     try:
-        updated = []
-        for position, parameter in enumerate(parameters):
-            if type(parameter) is not Array and not isinstance(parameter, Array):
-                raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
-            node = parameter._node
-            if node is None:
-                updated.append(parameter)
-                continue
-            # Bound straight from the call: no point in between where an interrupt could land.
-            # (``take_gradient(node)`` is ``node.take_gradient()`` without the method's own call)
-            gradient = take_gradient(node)
+        # Every gradient in one indivisible step: a pass that commits meanwhile lands wholly in
+        # what is stepped or wholly in the nodes afterwards, never in some parameters' and not
+        # in others'. (Bound straight from the call: no point in between where an interrupt lands.)
+        gradients = take_gradients(nodes)
+        if len(gradients) > 1 and len(set(map(id, nodes))) < len(nodes):
+            gradients = _first_of_each(nodes, gradients)  # a shared parameter is stepped once
+        for (position, parameter), gradient in zip(tracked, gradients):
             if gradient is None:
-                updated.append(parameter)
                 continue
-            taken.append((node, gradient))
             values = parameter._values
             value = step(position, read_only(values), read_only(gradient)) if views else step(position, values, gradient)
             # (``is`` first: numpy's built-in dtypes are shared objects, and comparing them costs a call)
@@ -83,14 +90,25 @@ def step_parameters(
             new._values = value
             new._node = leaf_node(value)
             new._tracked = True
-            updated.append(new)
+            updated[position] = new
         return updated
     except BaseException:
-        _put_back(taken)
+        if gradients is not None:
+            _put_back(nodes, gradients)
         raise
 
 
-def _put_back(taken: list[tuple[engine.Node, np.ndarray]]) -> None:
+def _first_of_each(nodes: list[engine.Node], gradients: list[Any]) -> list[Any]:
+    """``gradients`` with None for every repeat of a node: its gradient goes to its first parameter."""
+    seen: set[int] = set()
+    kept = []
+    for node, gradient in zip(nodes, gradients):
+        kept.append(None if id(node) in seen else gradient)
+        seen.add(id(node))
+    return kept
+
+
+def _put_back(nodes: list[engine.Node], gradients: list[Any]) -> None:
     """Add every taken gradient back into its node, after a failed step.
 
     Whatever passes committed since the take are kept: the taken gradient is
@@ -101,6 +119,8 @@ def _put_back(taken: list[tuple[engine.Node, np.ndarray]]) -> None:
     published, can still lose them: Python gives no way to run the whole
     put-back without a point where a signal handler may run.
     """
+    # each node once (a shared parameter's repeats hold the same gradient, or None once dropped)
+    taken = list({id(node): (node, gradient) for node, gradient in zip(nodes, gradients) if gradient is not None}.values())
     with np.errstate(all="ignore"):
         engine.add_gradients([node for node, _ in taken], [gradient for _, gradient in taken])
 

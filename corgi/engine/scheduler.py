@@ -55,6 +55,15 @@ from .threads import pool_fits
 _pass_ids = itertools.count(1).__next__
 
 
+class _Later:
+    """The pool of a pass that has not handed a node over yet (``_Pass.pool_now`` decides)."""
+
+    __slots__ = ()
+
+
+_LATER = _Later()
+
+
 def evaluate(node: Node, delta: Any) -> Sequence[Any]:
     """Step 2: the deltas ``node`` sends its inputs for its total ``delta``, checked.
 
@@ -87,7 +96,7 @@ def checked(node: Node, deltas: Any) -> Sequence[Any]:
 class _Pass:
     __slots__ = (
         "active", "context", "counts", "error", "handoff_cost", "hooks", "id", "lock", "pool",
-        "ready", "remaining", "staged_deltas", "staged_nodes", "trace", "waiting", "wakeups",
+        "ready", "remaining", "share_cores", "staged_deltas", "staged_nodes", "trace", "waiting", "wakeups",
     )
 
     def __init__(self, trace: _trace.Recorder | None, hooks: dict[int, tuple[_hooks.ReadyHook, ...]] | None) -> None:
@@ -113,8 +122,10 @@ class _Pass:
         self.staged_nodes: list[Node] = []
         self.staged_deltas: list[Any] = []
         settings = _pool.settings()
-        # the pool only if its BLAS calls fit on the cores beside the caller's (``threads``)
-        self.pool = _pool.executor() if settings.workers and (not settings.share_cores or pool_fits()) else None
+        # No pool with no workers; else which, decided when a costly node is first handed over
+        # (``pool_now``): most passes never hand one over, and the decision costs a system call.
+        self.pool: _pool.Pool | None | _Later = _LATER if settings.workers else None
+        self.share_cores = settings.share_cores
         self.handoff_cost = settings.handoff_cost
         self.context: contextvars.Context | None = None
         self.trace = trace
@@ -128,7 +139,9 @@ class _Pass:
         Returns how many nodes ran. Never raises: the first exception of the
         pass is stored in ``error`` and stops further steps.
         """
-        ran = 0
+        # Every node that runs with a delta is staged, so how many ran is the staged count plus
+        # ``unstaged``, the nodes that ran with none (no count to keep in the common case).
+        unstaged = 0
         key = self
         counts = self.counts
         entry = counts.get
@@ -152,6 +165,7 @@ class _Pass:
                 if delta is None:
                     # "No delta" is reported all the same, so every count reaches zero.
                     deltas: Sequence[Any] = (None,) * len(inputs)
+                    unstaged += 1
                 else:
                     stage_node(node)
                     stage_delta(delta)
@@ -189,9 +203,10 @@ class _Pass:
                         if total is not None:
                             stage_node(target)
                             stage_delta(total)
-                        ran += 1
+                        else:
+                            unstaged += 1
                     elif keep is None:
-                        if pooled and target.cost >= handoff and self.ready:
+                        if pooled and target.cost >= handoff and self.ready and self.pool_now() is not None:
                             # Costly, and this pass has other work queued: let a
                             # worker take it while this thread goes on.
                             self.dispatch(target, total)
@@ -202,7 +217,6 @@ class _Pass:
                         if target.cost < keep.cost:
                             keep, kept, target, total = target, total, keep, kept
                         self.dispatch(target, total)
-                ran += 1
                 if trace is not None:
                     trace.event("complete", key.id, node)
                 if keep is None:
@@ -211,6 +225,7 @@ class _Pass:
                 delta = kept
         except BaseException as error:  # noqa: BLE001 - KeyboardInterrupt too must end the pass
             self.fail(error, node)
+        ran = len(staged_nodes) + unstaged
         if staged_nodes:
             with self.lock:
                 if self.staged_nodes:
@@ -239,13 +254,24 @@ class _Pass:
             self.ready.append((target, total))
             if self.waiting:
                 self._wake()
-        pool = self.pool
-        if pool is not None and target.cost >= self.handoff_cost:
+        if target.cost < self.handoff_cost:
+            return
+        pool = self.pool_now()
+        if pool is not None:
             if self.context is None:
                 self.context = contextvars.copy_context()
             # Each ticket runs in its own copy: one Context can't be entered
             # by two threads at once.
             pool.submit(partial(self.context.copy().run, self.ticket))
+
+    def pool_now(self) -> _pool.Pool | None:
+        """The pool this pass hands costly nodes to, or None: the pool only if its BLAS calls fit on
+        the cores beside the caller's (``threads``), read once, by the first hand-over."""
+        pool = self.pool
+        if type(pool) is _Later:
+            # two threads may both decide; they decide the same, and either store is whole
+            pool = self.pool = _pool.executor() if not self.share_cores or pool_fits() else None
+        return pool  # type: ignore[return-value]
 
     def ticket(self) -> None:
         """A pool task: run one queued node (and what it keeps), never wait."""

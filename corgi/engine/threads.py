@@ -12,9 +12,10 @@ So a pass hands nodes to the pool only while two BLAS calls fit on the
 cores side by side (``2 * blas_threads() <= cores()``); otherwise it runs
 every node on the calling thread and lets BLAS fill the cores. The results
 are the same bit for bit either way (the engine's sums never depend on the
-schedule). The BLAS thread count is read when each pass starts, so a change
-made meanwhile (``threadpoolctl``, ``openblas_set_num_threads``) counts from
-the next pass.
+schedule). A pass reads the BLAS thread count when it first has a costly node
+to hand over (most passes never do, and the reading costs a system call), so
+a change made meanwhile (``threadpoolctl``, ``openblas_set_num_threads``)
+counts from the next pass that hands one over.
 
 ``blas_threads()`` asks the BLAS library loaded in this process (OpenBLAS,
 as numpy's wheels bundle it, or MKL), found among the process's mapped
