@@ -13,10 +13,12 @@ A bucket is summed with one non-blocking ``Iallreduce`` (or an ``Ireduce`` to
 rank 0 and an ``Ibcast``, when ``reduction="reduce-broadcast"``). What it
 sends: a reusable flat buffer, made once, into which its parameters'
 gradients are copied; a bucket of one parameter sends that gradient as it is
-(no copy), when it is laid out row-major. What it receives: a new flat array
-each step, whose pieces become the parameters' averaged gradients. A new
-array, because gradients are values and values never change; receiving into
-a reused buffer would cost a copy of every gradient on top.
+(no copy), when it is laid out row-major. What it receives: a flat buffer
+whose pieces become the parameters' averaged gradients, taken from the
+bucket's ``ReceivePool``: gradients are values and values never change, so
+a buffer takes new sums only once no gradient cut from it is held any more
+(``corgi.distributed.pool``); receiving into one fixed buffer would cost a
+copy of every gradient on top.
 
 A bucket is sent the moment its last gradient is reported
 (``gradient_ready``), which ``DataParallel`` does from the engine's ready
