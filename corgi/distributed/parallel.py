@@ -10,10 +10,12 @@ global batch), so its gradients arrive already scaled and the sum over ranks
 is the gradient of the mean loss over the global batch, as one process would
 compute it, whatever the split.
 
-The exchange overlaps the backward pass: each parameter's gradient is
-reported to the ``Reducer`` the moment the engine has it final (a ready hook,
-through ``corgi.array.watch_gradients``), and a bucket goes out as soon as
-its last gradient is in, while the pass computes the rest.
+The exchange overlaps the backward pass: each gradient of a bucket but the
+last is reported to the ``Reducer`` the moment the engine has it final (a
+ready hook, through ``corgi.array.watch_gradients``), and a bucket goes out
+as soon as its last gradient is in, while the pass computes the rest. The
+last bucket waits for the step's status anyway: its gradients are read when
+the pass is over.
 
 A step is all or nothing across ranks: if one rank's forward or backward
 pass raises, that rank still takes part in the rest of the step's exchange,
