@@ -10,8 +10,9 @@ import numpy as np
 import pytest
 
 from corgi import Array
-from corgi.activation import make_relu
+from corgi.activation import ReLU, make_relu, make_sigmoid, make_softmax, make_tanh
 from corgi.array import nonlinearity, step_parameters
+from corgi.array.nodes import ActivatedNode
 from corgi.array.operation import apply, ternary
 from corgi.array.registry import sum_to
 from corgi.initializer import make_he
@@ -48,24 +49,40 @@ def test_ternary_keeps_the_primitive_s_error():
         ternary("matmul", Array(np.ones((2, 3))), Array(np.ones((4, 5))), Array(np.ones(5)))
 
 
+@pytest.mark.parametrize("activation", ["relu", "sigmoid", "tanh", "softmax"])
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 @pytest.mark.parametrize("shape", [(6, 3), (3,)])
-def test_dense_forward_gives_array_matmul_s_value_node_and_gradients(dtype, shape):
-    layer = Dense(3, 4, make_he(rng=0), make_relu(), dtype=dtype)
-    x = Array(np.random.default_rng(2).standard_normal(shape), dtype=dtype)
+def test_dense_forward_records_its_product_and_activation_as_one_node_with_the_same_bits(activation, dtype, shape):
+    make = {"relu": make_relu, "sigmoid": make_sigmoid, "tanh": make_tanh, "softmax": make_softmax}[activation]
+    layer = Dense(3, 4, make_he(rng=0), make(), dtype=dtype)
+    x = Array(np.random.default_rng(2).standard_normal(shape) * 2.0, dtype=dtype)
     for tracked_input in (False, True):
         if tracked_input:
             x.start_tracking()
         out = layer.forward(x)
-        reference = Array.matmul((x, False), (layer.weights, False), layer.biases).relu()
+        product = Array.matmul((x, False), (layer.weights, False), layer.biases)
+        reference = getattr(product, activation)()
         assert same_bytes(out.numpy(), reference.numpy())
-        node, expected = out._node.inputs[0], reference._node.inputs[0]
-        assert node.inputs == expected.inputs and node.vjps == expected.vjps
-        out.sum().backward()
-        fast = [p.take_gradient() for p in (layer.weights._node, layer.biases._node)]
-        reference.sum().backward()
-        slow = [p.take_gradient() for p in (layer.weights._node, layer.biases._node)]
+        node = out._node
+        assert type(node) is ActivatedNode and node.name == f"matmul+{activation}"
+        assert node.inputs == product._node.inputs and node.vjps == product._node.vjps  # one node, not two
+        delta = Array(np.random.default_rng(3).standard_normal(out.dimensions), dtype=dtype)
+        leaves = [layer.weights._node, layer.biases._node] + ([x._node] if tracked_input else [])
+        out.backward(delta)
+        fast = [leaf.take_gradient() for leaf in leaves]
+        reference.backward(delta)
+        slow = [leaf.take_gradient() for leaf in leaves]
         assert all(same_bytes(a, b) for a, b in zip(fast, slow, strict=True))
+
+
+def test_dense_with_another_activation_keeps_two_nodes():
+    class Doubled(ReLU):  # not corgi's own class: called as it is, after the product
+        def __call__(self, x):
+            return x.relu() * 2.0
+
+    layer = Dense(3, 2, make_he(rng=0), Doubled())
+    out = layer.forward(Array(np.ones((2, 3))))
+    assert out._node.name == "mul" and type(out._node.inputs[0]) is not ActivatedNode
 
 
 def test_dense_forward_still_checks_what_it_short_cuts():

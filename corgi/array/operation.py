@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, NoReturn, TypeGuard
 
 import numpy as np
 
-from .nodes import ArrayNode, op_node
+from .nodes import ArrayNode, activated_node, op_node
 from .recording import is_recording
 from .registry import PRIMITIVES
 from .values import to_values
@@ -132,6 +132,49 @@ def ternary(name: str, x: Array, y: Array, z: Array) -> Array:
             inputs = tuple(item._node for bit, item in ((1, x), (2, y), (4, z)) if mask & bit)
         out._node = op_node(
             inputs, name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[mask], result[1]
+        )
+        out._tracked = True
+    else:
+        out._tracked = False
+        out._node = None
+    return out
+
+
+def ternary_activated(name: str, activation: str, x: Array, y: Array, z: Array) -> Array:
+    """``ternary(name, x, y, z)`` and then the one-operand primitive ``activation`` on its result,
+    recorded as one node (``nodes.ActivatedNode``): the same values and, bit for bit, the same
+    gradients as the two operations apart, with one Array and one node less."""
+    xv = x._values
+    yv = y._values
+    zv = z._values
+    primitive = PRIMITIVES[name]
+    try:
+        result = primitive.forward(xv, yv, zv)
+    except ValueError as error:
+        _incompatible(name, error, (xv, yv, zv))
+    product = result[0]
+    if type(product) is not np.ndarray:
+        product = np.asarray(product)
+    applied = PRIMITIVES[activation]
+    activated = applied.forward(product)
+    value = activated[0]
+    if type(value) is not np.ndarray:
+        value = np.asarray(value)
+    out = _new_array(Array_)
+    out._values = value
+    mask = x._tracked | y._tracked << 1 | z._tracked << 2
+    if mask and is_recording():
+        inputs: tuple[Any, ...]
+        if mask == 7:
+            inputs = (x._node, y._node, z._node)
+        elif mask == 6:  # an input that is data, not tracked: a first layer's
+            inputs = (y._node, z._node)
+        else:
+            inputs = tuple(item._node for bit, item in ((1, x), (2, y), (4, z)) if mask & bit)
+        cost = (result[2] if len(result) > 2 else product.size) + (activated[2] if len(activated) > 2 else value.size)
+        out._node = activated_node(
+            inputs, f"{name}+{activation}", cost, value, primitive.subsets[mask], result[1],
+            applied.subsets[1][0], activated[1],
         )
         out._tracked = True
     else:

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from ..activation import Activation
+from ..activation import Activation, ReLU, Sigmoid, Softmax, Tanh
 from ..array import Array
-from ..array.operation import ternary
+from ..array.operation import ternary, ternary_activated
 from ..checks import whole_number
 from ..initializer import Initializer
 from ..numbers import FloatType
 from .base import ExampleDimensions, Layer, activation_name, check_input, new_parameter
+
+# corgi's activations (these exact classes) that a Dense layer records in its product's node: each
+# is one primitive of one operand, called as ``x.<name>()``, so the node computes what two would
+_ONE_NODE: dict[type, str] = {ReLU: "relu", Sigmoid: "sigmoid", Tanh: "tanh", Softmax: "softmax"}
 
 
 class Dense(Layer):
@@ -86,6 +90,9 @@ types: convert the input (x.astype('float64'), or Array(values, dtype='float64')
         ):
             # what the checks below let through, and Array.matmul's own: one call to the product
             # (a training step runs this once per layer; the general path cost twice as many calls)
+            fused = _ONE_NODE.get(type(self.activation))
+            if fused is not None:  # corgi's own activation: product and activation as one node
+                return ternary_activated("matmul", fused, x, weights, biases)
             result = ternary("matmul", x, weights, biases)
         else:
             check_input(x, weights, "Dense.forward")
