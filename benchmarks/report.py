@@ -314,6 +314,24 @@ def table_f(recs):
                      "local": "no exchange (each rank alone)", "floor": "numpy floor"}
             cells = [f"{names[key]} {num(res(corgi2, field))} ({num(medians.get(key))})" for key, field in fastest.items()]
             out += ["2-rank steps alternating in one run, ms, fastest block (median block): " + "; ".join(cells) + ".", ""]
+        if ok(corgi2) and res(corgi2, "exchange_loop_us") and res(corgi2, "raw_loop_us"):
+            # like with like: the same exchange back to back, the ranks pacing each other as in training
+            loop = (f"exchange back to back without barriers: {num(res(corgi2, 'exchange_loop_us'))} us a call on average "
+                    f"against the raw allreduce's {num(res(corgi2, 'raw_loop_us'))} "
+                    f"({res(corgi2, 'exchange_loop_us') / res(corgi2, 'raw_loop_us'):.2f}x)")
+            if res(corgi2, "exchange_loop_median_call_us") and res(corgi2, "raw_loop_median_call_us"):
+                loop += (f"; the median call {num(res(corgi2, 'exchange_loop_median_call_us'))} against "
+                         f"{num(res(corgi2, 'raw_loop_median_call_us'))} "
+                         f"({res(corgi2, 'exchange_loop_median_call_us') / res(corgi2, 'raw_loop_median_call_us'):.2f}x)")
+            loop += "."
+            out += [loop, ""]
+        inside = res(corgi2, "in_step") if ok(corgi2) else None
+        if inside:
+            # each rank's clock stamps: what the wait for the sums is made of, inside the step
+            cells = [f"{who} waits {num(inside[key]['wait_us'])} us for the sums: {num(inside[key]['skew_us'])} the other "
+                     f"rank's lateness (skew), {num(inside[key]['after_last_us'])} the exchange once both are in"
+                     for who, key in (("corgi", "corgi"), ("the floor", "floor")) if key in inside]
+            out += ["Inside the 2-rank step (medians over the steps): " + "; ".join(cells) + ".", ""]
     return "\n".join(out).rstrip()
 
 

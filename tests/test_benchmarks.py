@@ -116,7 +116,10 @@ def test_table_f_compares_the_exchange_with_the_raw_allreduce_and_corgi_with_the
         f_record("numpy", 1, 2, ms_per_step=1.6), f_record("corgi", 1, 2, ms_per_step=1.8),
         f_record("numpy", 2, 1, ms_per_step=1.0),
         f_record("corgi", 2, 1, ms_per_step=1.2, exchange_us=220.0, raw_us=200.0, counts_us=5.0,
-                 interleaved_ms=1.1, interleaved_floor_ms=1.0),
+                 interleaved_ms=1.1, interleaved_floor_ms=1.0, exchange_loop_us=250.0, raw_loop_us=200.0,
+                 exchange_loop_median_call_us=230.0, raw_loop_median_call_us=200.0,
+                 in_step={"corgi": {"wait_us": 300.0, "skew_us": 90.0, "after_last_us": 205.0},
+                          "floor": {"wait_us": 250.0, "skew_us": 60.0, "after_last_us": 185.0}}),
         f_record("allreduce", 2, 1, allreduce_us=210.0, flat_allreduce_us=190.0),
     ]
     table = report.table_f(recs)
@@ -125,6 +128,10 @@ def test_table_f_compares_the_exchange_with_the_raw_allreduce_and_corgi_with_the
     assert corgi2[2:9] == ["1.20", "1.20x", "1.10x", "1.50x", "220", "1.10x", "5.00"]
     assert "exchange / raw allreduce of the same buckets: 1.10x (220 vs 200 us; goal <= 1.10)" in table
     assert "corgi 2-rank step / numpy 2-rank step: 1.10x alternating in one run, 1.20x from separate rows" in table
+    assert ("exchange back to back without barriers: 250 us a call on average against the raw allreduce's 200 "
+            "(1.25x); the median call 230 against 200 (1.15x).") in table
+    assert ("corgi waits 300 us for the sums: 90.0 the other rank's lateness (skew), 205 the exchange once both are in; "
+            "the floor waits 250 us for the sums: 60.0 the other rank's lateness (skew), 185 the exchange") in table
 
 
 def training_record(peer, label, net, threads, seconds, accuracies, loss=0.5):

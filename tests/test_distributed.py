@@ -443,6 +443,69 @@ def test_reducer_sends_a_lone_row_major_gradient_without_a_copy_and_anything_els
     assert not first.flags.writeable and not second.flags.writeable
 
 
+def test_a_lone_gradients_bucket_makes_a_send_buffer_only_when_it_needs_one():
+    f8 = np.dtype("float64")
+    reducer = Reducer(LocalComm(), [(3, 2), (2, 3)], [f8, f8], bucket_bytes=1)  # bucket 0 holds parameter 1 alone
+    lone = reducer.buckets[0]
+    for _ in range(2):
+        reducer.gradient_ready(1, np.ones((2, 3)))
+        reducer.gradient_ready(0, np.ones((3, 2)))
+        reducer.finish()
+        reducer.wait()
+    assert lone.alone and lone._send is None  # every gradient went out as it was: no buffer of its own
+    reducer.gradient_ready(1, None)  # no gradient on this rank: it sends zeros, from a buffer made now
+    assert lone.source is lone.send and lone.send.tolist() == [0.0] * 6
+    reducer.finish()
+    summed, _ = reducer.wait()
+    assert summed[1] is None  # (and no rank had one)
+
+
+def _kept_gradient_training(keep):
+    """A one-rank DataParallel step after step; with ``keep``, each step's gradients are held past it."""
+    from corgi import activation, cost, initializer
+    from corgi.layer import Dense
+    from corgi.model import Model
+    from corgi.optimizer import Momentum
+
+    he = initializer.make_he(rng=1)
+    model = Model([Dense(3, 4, he, activation.make_relu()), Dense(4, 2, he)], Momentum(0.1, 0.9),
+                  cost.make_softmax_cross_entropy())
+    parallel = DataParallel(model, LocalComm(), bucket_bytes=100)  # buckets [3, 2], [1], [0] and the status
+    rng = np.random.default_rng(2)
+    kept = []
+    for _ in range(6):
+        x, y = rng.standard_normal((5, 3)), np.eye(2)[rng.integers(0, 2, 5)]
+        parallel.forward(x)
+        parallel.backward(y)
+        parallel.synchronize()
+        if keep:
+            gradients = get_gradients(parallel.parameters())
+            kept.append((gradients, [g.copy() for g in gradients]))
+        parallel.update()
+    return parallel, kept
+
+
+def test_receive_buffers_are_reused_once_no_gradient_cut_from_them_is_held():
+    parallel, _ = _kept_gradient_training(keep=False)
+    assert [[slot.position for slot in bucket.slots] for bucket in parallel._reducer.buckets] == [[3, 2], [1], [0]]
+    assert [len(bucket.pool) for bucket in parallel._reducer.buckets] == [1, 1, 1]
+
+
+def test_a_gradient_held_past_its_step_never_changes():
+    # Receive buffers are reused only when nothing refers to them or their pieces any more: a
+    # gradient someone keeps is never overwritten by a later step's sums.
+    parallel, kept = _kept_gradient_training(keep=True)
+    for gradients, copies in kept:
+        assert all(np.array_equal(g, c) for g, c in zip(gradients, copies))
+    assert len({id(g.base) for gradients, _ in kept for g in gradients}) == 3 * len(kept)  # a buffer each
+    pools = [len(bucket.pool) for bucket in parallel._reducer.buckets]
+    kept.clear()
+    parallel.forward(np.ones((2, 3)))
+    parallel.backward(np.eye(2))
+    parallel.update()
+    assert all(len(bucket.pool) <= 3 for bucket in parallel._reducer.buckets) and pools == [3, 3, 3]
+
+
 def test_reducer_starts_buckets_in_order_whatever_order_they_are_ready_in():
     started = []
 
@@ -508,9 +571,9 @@ def test_reducer_takes_gradients_from_many_threads_and_still_starts_buckets_in_o
         assert len(reducer.buckets) > 5
         # each bucket started once, in index order, but the last, the status's carrier: finish sends it
         assert len(comm.started) == len(reducer.buckets) - 1
-        assert all(receive is bucket.receive for receive, bucket in zip(comm.started, reducer.buckets))
+        assert all(receive is bucket.receive.buffer for receive, bucket in zip(comm.started, reducer.buckets))
         reducer.finish()
-        assert len(comm.started) == len(reducer.buckets) and comm.started[-1] is reducer.buckets[-1].receive
+        assert len(comm.started) == len(reducer.buckets) and comm.started[-1] is reducer.buckets[-1].receive.buffer
         summed, _ = reducer.wait()
         for position, gradient in enumerate(summed):
             if position % 7 == 3:
@@ -575,10 +638,14 @@ def test_get_gradients_reads_them_where_they_are_read_only():
     assert w.gradient() == arr(3.0, 3.0)
 
 
-def test_one_process_data_parallel_is_plain_training():
+@pytest.mark.parametrize("overlap", [False, True])
+@pytest.mark.parametrize("bucket_bytes", [1, 256 * 1024])
+def test_one_process_data_parallel_is_plain_training(overlap, bucket_bytes):
     """With one rank, DataParallel's steps are exactly Model's (same bits): the weighting is n / n = 1.
 
-    (The loss it reports is (n * loss) / n, which may differ from the loss in the last bit.)
+    With ``overlap`` (as on several ranks), the gradients of every bucket but the last are heard
+    from the pass's ready hooks, the last bucket's read after it. (The loss it reports is
+    (n * loss) / n, which may differ from the loss in the last bit.)
     """
     from corgi import activation, cost, initializer
     from corgi.layer import Dense
@@ -592,13 +659,22 @@ def test_one_process_data_parallel_is_plain_training():
     rng = np.random.default_rng(0)
     x, labels = rng.standard_normal((30, 4)), rng.integers(0, 3, 30)
     y = np.eye(3)[labels]
-    plain, wrapped = make(), DataParallel(make(), LocalComm())
+    plain, wrapped = make(), DataParallel(make(), LocalComm(), bucket_bytes=bucket_bytes)
+    wrapped._overlap = overlap
+    heard = []
+    if overlap:
+        ready = wrapped._reducer.gradient_ready
+        wrapped._reducer.gradient_ready = lambda position, total: heard.append(position) or ready(position, total)
     for start in range(0, 30, 7):
         plain.forward(x[start : start + 7])
         expected = plain.backward(y[start : start + 7])
         plain.update()
         assert wrapped.step(x[start : start + 7], y[start : start + 7]) == pytest.approx(expected, rel=1e-15)
     assert all(a == b for a, b in zip(plain.parameters(), wrapped.parameters()))
+    late = sorted(wrapped._reducer.late)
+    assert late == ([0] if bucket_bytes == 1 else [0, 1, 2, 3])  # the last bucket's
+    # heard from the hooks: the parameters outside the last bucket, once a step (none with one bucket)
+    assert sorted(heard) == sorted([position for position in range(4) if position not in late] * 5 * overlap)
 
 
 def test_data_parallel_refuses_what_it_cannot_train():

@@ -10,6 +10,8 @@ that a step makes one collective operation per bucket plus the count, no more.
 from __future__ import annotations
 
 import struct
+import sys
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -68,12 +70,28 @@ def test_the_status_comes_back_bit_for_bit_whatever_order_the_ranks_are_summed_i
     assert [_bits(value) for value in reader.extras(summed)] == [_bits(value) for value in extras]
     found, total = reader.read(summed)
     assert found == [rank for rank in range(ranks) if failed[rank]]
-    if all(np.isfinite(extras)) and abs(sum(extras)) < 1e300:
-        assert total == pytest.approx(sum(extras), rel=1e-12, abs=1e-300)
+    if all(np.isfinite(extras)) and sum(abs(Fraction(extra)) for extra in extras) < Fraction(sys.float_info.max):
+        # no partial sum can overflow: the total is the exact sum, correctly rounded (a plain sum
+        # in some order may not be: 1.0 + 1e308 - 1e308 is 0.0)
+        assert _bits(total) == _bits(float(sum(Fraction(extra) for extra in extras)))
     assert reader.unused(summed) == [p for p in range(parameters) if not any(uses[r][p] for r in range(ranks))]
     # the use counts themselves are exact integers
     counts = summed[:parameters].tolist()
     assert counts == [float(sum(uses[r][p] for r in range(ranks))) for p in range(parameters)]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_the_loss_sum_is_exact_where_a_plain_sum_cancels(dtype):
+    # (found by the test above with a plain sum as its oracle: 1.0 + max - max is 0.0 that way)
+    huge = sys.float_info.max
+    extras = [1.0, huge, -huge]
+    tails = []
+    for rank, extra in enumerate(extras):
+        tail = np.zeros(status_size(0, 3), dtype=dtype)
+        Status(tail, 0, rank, 3, "test").mark(extra, failed=False)
+        tails.append(tail)
+    reader = Status(np.zeros(status_size(0, 3), dtype=dtype), 0, 0, 3, "test")
+    assert reader.read(_summed(tails, [2, 0, 1], pairwise=False)) == ([], 1.0)
 
 
 def test_the_status_counts_ranks_exactly_only_as_far_as_the_dtype_holds_integers():

@@ -133,3 +133,23 @@ def test_a_stepped_parameter_is_a_new_tracked_leaf_as_tracked_makes_it():
     assert (node.inputs, node.name, node.cost, node.gradient, node.shape, node.dtype) == (
         expected.inputs, expected.name, expected.cost, expected.gradient, expected.shape, expected.dtype)
     assert node.seq > w._node.seq and node.vjp is None
+
+
+def test_binary_hands_an_array_subclass_to_the_general_path_with_the_same_result():
+    # (the general path took a subclass's operand for its values: a recursion, and untracked)
+    class Tagged(Array):
+        __slots__ = ()
+
+    for left_tagged in (True, False):
+        plain_a, plain_b = Array([1.0, -2.0]).tracked(), Array([3.0, 4.0]).tracked()
+        other_a, other_b = Array([1.0, -2.0]).tracked(), Array([3.0, 4.0]).tracked()
+        tagged = Tagged([1.0, -2.0]).tracked() if left_tagged else Tagged([3.0, 4.0]).tracked()
+        a, b = (tagged, other_b) if left_tagged else (other_a, tagged)
+        for make in (lambda x, y: x * y, lambda x, y: y - x, lambda x, y: x + 2.0, lambda x, y: 0.5 * y):
+            got, expected = make(a, b), make(plain_a, plain_b)
+            assert same_bytes(got.numpy(), expected.numpy()) and got.is_tracked
+            got.sum().backward()
+            expected.sum().backward()
+        counterpart = plain_a if left_tagged else plain_b
+        assert same_bytes(tagged.gradient().numpy(), counterpart.gradient().numpy())
+    assert Tagged([2.0]).tracked().relu().is_tracked

@@ -85,6 +85,64 @@ def timed_exchanges(comm, exchange, warmup, repeats):
     return max(comm.allgather(statistics.median(out)))
 
 
+def looped(comm, contenders, blocks, runs):
+    """Each contender's time per call, run ``runs`` times back to back with no barrier between calls.
+
+    As in training, the ranks pace each other through the reductions alone.
+    Per block, on the slowest rank: the mean per call (the block's time over
+    ``runs``: what a loop pays, slow calls included) and the median call
+    (comparable with ``interleaved``'s medians). Blocks alternate between
+    the contenders like ``interleaved``'s; returns each contender's fastest
+    block's mean, its median block's mean, and its fastest block's median.
+    """
+    means = {name: [] for name in contenders}
+    medians = {name: [] for name in contenders}
+    for block in range(blocks):
+        names = list(contenders)
+        if block % 2:
+            names.reverse()
+        for name in names:
+            call = contenders[name]
+            call()
+            comm.Barrier()
+            times = []
+            start = time.perf_counter()
+            for _ in range(runs):
+                before = time.perf_counter()
+                call()
+                times.append(time.perf_counter() - before)
+            mean = (time.perf_counter() - start) / runs
+            gathered = comm.allgather((mean, statistics.median(times)))
+            means[name].append(max(mean for mean, _ in gathered))
+            medians[name].append(max(median for _, median in gathered))
+    return {name: (min(means[name]), statistics.median(means[name]), min(medians[name])) for name in contenders}
+
+
+def arrivals(comm, stamps):
+    """Where a step's exchange time goes, from each rank's (arrived, done) clock stamps of the same steps.
+
+    ``arrived``: this rank's gradients are final and its last reduction has
+    started; ``done``: it holds the sums. ``time.perf_counter`` is the
+    machine's monotonic clock, one for every process on it, so the ranks'
+    stamps compare. Per step: ``skew``, the last rank's arrival minus the
+    first's (the early rank waits that long for the late one's compute,
+    not for the exchange); ``wait``, each rank's arrived-to-done (skew
+    included, what a rank's step sees); ``after_last``, the last arrival to
+    the slowest rank's done: the exchange's own cost once every rank is in.
+    Medians over the steps, us.
+    """
+    everyone = comm.allgather(stamps)
+    skew, wait, after = [], [], []
+    for step in zip(*everyone):
+        arrived = [a for a, _ in step]
+        done = [d for _, d in step]
+        skew.append(max(arrived) - min(arrived))
+        wait.extend(d - a for a, d in step)
+        after.append(max(done) - max(arrived))
+    return {"skew_us": statistics.median(skew) * 1e6, "wait_us": statistics.median(wait) * 1e6,
+            "after_last_us": statistics.median(after) * 1e6}
+
+
 def interleaved(comm, contenders, blocks, repeats):
     """Each contender's time, measured in alternating blocks in the same processes.
 
@@ -107,8 +165,12 @@ def interleaved(comm, contenders, blocks, repeats):
 # -- the floor -----------------------------------------------------------------
 
 
-def floor_step(comm, args):
-    """The hand-written data-parallel step (``step(report_loss=False)``) on this rank's share."""
+def floor_step(comm, args, stamps=None):
+    """The hand-written data-parallel step (``step(report_loss=False)``) on this rank's share.
+
+    With ``stamps`` (a list), each step appends its (arrived, done) clock
+    readings around the exchange (see ``arrivals``).
+    """
     from mpi4py import MPI
 
     from corgi.distributed import DEFAULT_BUCKET_BYTES
@@ -142,7 +204,11 @@ def floor_step(comm, args):
         np.matmul(x.T, dz1, out=big)
         # (mpi4py does not keep the buffers of a non-blocking operation alive: name them)
         summed_small, summed_big = np.empty_like(small), np.empty_like(big)
-        MPI.Request.Waitall([comm.Iallreduce(small, summed_small), comm.Iallreduce(big, summed_big)])
+        requests = [comm.Iallreduce(small, summed_small), comm.Iallreduce(big, summed_big)]
+        arrived = time.perf_counter()
+        MPI.Request.Waitall(requests)
+        if stamps is not None:
+            stamps.append((arrived, time.perf_counter()))
         grads = (summed_big, summed_small[2570:2826], summed_small[10:2570].reshape(256, 10), summed_small[0:10])
         state["params"] = [p - common.MLP_LR * g for p, g in zip(state["params"], grads)]
         if report_loss:
@@ -211,6 +277,8 @@ def corgi_peer(comm, args):
 
     blocks = max(2, args.exchanges // 30)
     timed = interleaved(comm, {"exchange": exchange, "raw": raw, "counts": counts}, blocks, 30)
+    # the same two, back to back without barriers (the ranks pace each other, as in training)
+    loop = looped(comm, {"exchange": exchange, "raw": raw}, blocks, 30)
     for parameter in model.parameters():
         parameter.clear_gradient()
 
@@ -233,10 +301,31 @@ def corgi_peer(comm, args):
     parallel._overlap = True
     contenders = {"corgi": step, "after": after_backward, "local": local, "floor": floor}
     steps = interleaved(comm, contenders, max(2, args.repeats // 25), 25)
+
+    # Inside the step: how long each rank waits for the sums, and how much of that is the other
+    # rank's compute (skew), for corgi's step as it runs and for the floor's, alternating.
+    corgi_stamps, floor_stamps = [], []
+
+    def stamped():
+        parallel.forward(xa)
+        parallel.backward(ta)  # ends when this rank's last bucket has started
+        arrived = time.perf_counter()
+        parallel.synchronize()
+        corgi_stamps.append((arrived, time.perf_counter()))
+        parallel.update()
+
+    stamped_floor = floor_step(comm, args, floor_stamps)
+    interleaved(comm, {"corgi": stamped, "floor": stamped_floor}, max(2, args.repeats // 25), 25)
+    inside = {"corgi": arrivals(comm, corgi_stamps), "floor": arrivals(comm, floor_stamps)}
     return {"ms_per_step": statistics.median(times) * 1e3, "first_loss": first, "last_loss": last,
             "exchange_us": timed["exchange"][0] * 1e6, "raw_us": timed["raw"][0] * 1e6,
             "exchange_median_block_us": timed["exchange"][1] * 1e6, "raw_median_block_us": timed["raw"][1] * 1e6,
             "counts_us": timed["counts"][0] * 1e6,
+            "exchange_loop_us": loop["exchange"][0] * 1e6, "raw_loop_us": loop["raw"][0] * 1e6,
+            "exchange_loop_median_block_us": loop["exchange"][1] * 1e6,
+            "raw_loop_median_block_us": loop["raw"][1] * 1e6,
+            "exchange_loop_median_call_us": loop["exchange"][2] * 1e6, "raw_loop_median_call_us": loop["raw"][2] * 1e6,
+            "in_step": inside,
             "interleaved_ms": steps["corgi"][0] * 1e3, "interleaved_floor_ms": steps["floor"][0] * 1e3,
             "interleaved_after_ms": steps["after"][0] * 1e3, "interleaved_local_ms": steps["local"][0] * 1e3,
             "interleaved_median_ms": {name: median * 1e3 for name, (_, median) in steps.items()},

@@ -2,7 +2,7 @@
 
 from .core import Array, allclose, arr
 from .elementwise import maximum, minimum, where
-from .exchange import GradientWatch, get_gradients, set_gradients, watch_gradients
+from .exchange import GradientWatch, first_with_gradient, get_gradients, set_gradients, watch_gradients
 from .gradients import grad
 from .parameters import step_parameters
 from .recording import no_grad
@@ -17,6 +17,7 @@ __all__ = [
     "allclose",
     "arr",
     "concatenate",
+    "first_with_gradient",
     "get_gradients",
     "grad",
     "maximum",

@@ -51,6 +51,33 @@ def get_gradients(parameters: Sequence[Array], where: str = "get_gradients") -> 
     return found
 
 
+def first_with_gradient(parameters: Sequence[Array], where: str = "first_with_gradient") -> int | None:
+    """The position of the first parameter that holds an accumulated gradient, or None if none does.
+
+    A cheap check before a pass that must start from no gradient (it builds
+    no Array or view for what it finds).
+
+    >>> from corgi import arr
+    >>> w, b = arr(1.0, 2.0).tracked(), arr(5.0).tracked()
+    >>> first_with_gradient([w, b]) is None
+    True
+    >>> (b * 2.0).backward()
+    >>> first_with_gradient([w, b])
+    1
+    >>> first_with_gradient([w, "b"])
+    Traceback (most recent call last):
+    ...
+    TypeError: first_with_gradient: parameter 1 must be an Array, got str
+    """
+    for position, parameter in enumerate(parameters):
+        if not isinstance(parameter, Array):
+            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+        node = parameter._node
+        if node is not None and node.gradient is not None:
+            return position
+    return None
+
+
 GradientCallback = Callable[[int, "np.ndarray | None"], object]
 
 
@@ -154,6 +181,27 @@ def watch_gradients(
     return GradientWatch(engine.add_ready_hooks(nodes, relay))
 
 
+def _checked(position: int, parameter: Any, gradient: Any, where: str) -> Any:
+    """``parameter``'s node, if ``gradient`` (an array or None) can be its gradient; else the error that says why."""
+    if not isinstance(parameter, Array):
+        raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
+    node = parameter._node
+    if node is None:
+        raise ValueError(f"{where}: parameter {position} is not tracked, so it has no gradient to set")
+    if gradient is not None:
+        if not isinstance(gradient, np.ndarray):
+            raise TypeError(
+                f"{where}: the gradient of parameter {position} must be a numpy array or None, "
+                f"got {type(gradient).__name__}"
+            )
+        values = parameter._values
+        if gradient.shape != values.shape:
+            raise ValueError(f"{where}: parameter {position} has dimensions {values.shape}, its gradient {gradient.shape}")
+        if gradient.dtype != values.dtype:
+            raise ValueError(f"{where}: parameter {position} holds {values.dtype}, its gradient {gradient.dtype}")
+    return node
+
+
 def set_gradients(
     parameters: Sequence[Array], gradients: Sequence[np.ndarray | None], where: str = "set_gradients"
 ) -> None:
@@ -186,26 +234,13 @@ def set_gradients(
         raise ValueError(f"{where}: {len(parameters)} parameters but {len(gradients)} gradients")
     nodes = []
     for position, (parameter, gradient) in enumerate(zip(parameters, gradients)):
-        if not isinstance(parameter, Array):
-            raise TypeError(f"{where}: parameter {position} must be an Array, got {type(parameter).__name__}")
-        node = parameter._node
-        if node is None:
-            raise ValueError(f"{where}: parameter {position} is not tracked, so it has no gradient to set")
-        if gradient is not None:
-            if not isinstance(gradient, np.ndarray):
-                raise TypeError(
-                    f"{where}: the gradient of parameter {position} must be a numpy array or None, "
-                    f"got {type(gradient).__name__}"
-                )
-            values = parameter._values
-            if gradient.shape != values.shape:
-                raise ValueError(
-                    f"{where}: parameter {position} has dimensions {values.shape}, its gradient {gradient.shape}"
-                )
-            if gradient.dtype != values.dtype:
-                raise ValueError(
-                    f"{where}: parameter {position} holds {values.dtype}, its gradient {gradient.dtype}"
-                )
+        node = parameter._node if isinstance(parameter, Array) else None
+        # the usual case in one test; anything else is looked at closely (and refused if wrong)
+        if node is None or (gradient is not None and not (
+            type(gradient) is np.ndarray and gradient.shape == parameter._values.shape
+            and gradient.dtype == parameter._values.dtype
+        )):
+            node = _checked(position, parameter, gradient, where)
         nodes.append(node)
     # One indivisible step for all of them, as the engine's own commits are: a pass that
     # commits meanwhile lands wholly before it or wholly on top of the new gradients.

@@ -52,7 +52,7 @@ def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = 
     Array = Array_
     if len(operands) == 1 and type(operands[0]) is Array:
         return _unary(name, operands[0], params)
-    raw = [item._values if type(item) is Array else item for item in operands]
+    raw = [item._values if isinstance(item, Array) else item for item in operands]  # a subclass's too
     primitive = PRIMITIVES[name]
     try:
         result = primitive.forward(*raw, **params) if params else primitive.forward(*raw)
@@ -68,7 +68,7 @@ def apply(name: str, operands: tuple[Any, ...], params: dict[str, Any] | None = 
     inputs: list[Any] = []
     mask = 0
     for position, item in enumerate(operands):
-        if type(item) is Array and item._tracked:
+        if isinstance(item, Array) and item._tracked:
             inputs.append(item._node)
             mask |= 1 << position
     if inputs and is_recording():
@@ -207,25 +207,22 @@ def binary(name: str, x: Any, y: Any) -> Array:
     ``apply`` written out for two operands (the arithmetic operators): no
     list of values, no loop over the operands; the same result and node.
     """
-    Array = Array_
-    if type(x) is not Array:
-        x = operand(x, name)
-    if type(y) is not Array:
-        y = operand(y, name)
-    if type(x) is Array:
+    if type(x) is Array_:
         xv = x._values
         tx = x._tracked
-    elif isinstance(x, Array):  # a subclass: the general path, as it always went
-        return apply(name, (x, y))
     else:
+        x = operand(x, name)
+        if isinstance(x, Array_):  # a subclass: the general path, as it always went
+            return apply(name, (x, y))
         xv = x
         tx = False
-    if type(y) is Array:
+    if type(y) is Array_:
         yv = y._values
         ty = y._tracked
-    elif isinstance(y, Array):
-        return apply(name, (x, y))
     else:
+        y = operand(y, name)
+        if isinstance(y, Array_):
+            return apply(name, (x, y))
         yv = y
         ty = False
     primitive = PRIMITIVES[name]
@@ -236,7 +233,7 @@ def binary(name: str, x: Any, y: Any) -> Array:
     value = result[0]
     if type(value) is not np.ndarray:
         value = np.asarray(value)
-    out = _new_array(Array)
+    out = _new_array(Array_)
     out._values = value
     if (tx or ty) and is_recording():
         if tx:

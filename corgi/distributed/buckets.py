@@ -13,10 +13,12 @@ A bucket is summed with one non-blocking ``Iallreduce`` (or an ``Ireduce`` to
 rank 0 and an ``Ibcast``, when ``reduction="reduce-broadcast"``). What it
 sends: a reusable flat buffer, made once, into which its parameters'
 gradients are copied; a bucket of one parameter sends that gradient as it is
-(no copy), when it is laid out row-major. What it receives: a new flat array
-each step, whose pieces become the parameters' averaged gradients. A new
-array, because gradients are values and values never change; receiving into
-a reused buffer would cost a copy of every gradient on top.
+(no copy), when it is laid out row-major. What it receives: a flat buffer
+whose pieces become the parameters' averaged gradients, taken from the
+bucket's ``ReceivePool``: gradients are values and values never change, so
+a buffer takes new sums only once no gradient cut from it is held any more
+(``corgi.distributed.pool``); receiving into one fixed buffer would cost a
+copy of every gradient on top.
 
 A bucket is sent the moment its last gradient is reported
 (``gradient_ready``), which ``DataParallel`` does from the engine's ready
@@ -49,6 +51,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .comm import Request, Transport
+from .pool import Receipt, ReceivePool
 from .status import Status, status_size
 
 REDUCTIONS = ("allreduce", "reduce-broadcast")
@@ -116,11 +119,14 @@ def plan(shapes: Sequence[tuple[int, ...]], dtypes: Sequence[np.dtype], bucket_b
 
 
 class Bucket:
-    """One flat buffer's worth of gradients: its slots, its reusable send buffer, and this step's state.
+    """One flat buffer's worth of gradients: its slots, its send buffer, its receive buffers, this step's state.
 
     ``tail`` more values follow the gradients in both buffers (the step's
     status, in the last bucket only). A bucket of one parameter and no tail
-    sends that gradient itself when it is row-major; any other is copied in.
+    sends that gradient itself when it is row-major, and makes a send
+    buffer only if it ever needs one (no gradient on this rank, or a
+    column-major one); any other bucket copies its gradients into its send
+    buffer, made once.
     """
 
     def __init__(self, index: int, slots: list[Slot], dtype: np.dtype, tail: int = 0) -> None:
@@ -128,26 +134,39 @@ class Bucket:
         self.slots = slots
         self.dtype = dtype
         self.size = sum(slot.size for slot in slots)  # gradient values, without the tail
-        self.send = np.zeros(self.size + tail, dtype=dtype)  # made once, reused every step
-        # each slot's place in the send buffer, shaped like its parameter, made once
-        self.regions = [self.send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in slots]
         self.alone = len(slots) == 1 and tail == 0
-        # where each slot's piece of the receive buffer is, and its shape (None: a 1-D slice has it already)
-        self.cuts = [(slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
-                     for slot in slots]
+        self._send: np.ndarray | None = None
+        self._regions: list[np.ndarray] = []
+        if not self.alone:
+            self._make_send(tail)
+        self._tail = tail
+        # each slot's piece of a receive buffer, and its shape (None: a 1-D slice has it already)
+        self.pool = ReceivePool(self.size + tail, dtype, [
+            (slot.position, slot.offset, slot.offset + slot.size, None if len(slot.shape) == 1 else slot.shape)
+            for slot in slots])
         self.pending = len(slots)
-        self.source: np.ndarray = self.send
-        self.receive: np.ndarray | None = None
+        self.source: np.ndarray | None = self._send
+        self.receive: Receipt | None = None
+
+    def _make_send(self, tail: int) -> np.ndarray:
+        send = self._send = np.zeros(self.size + tail, dtype=self.dtype)  # made once, reused every step
+        # each slot's place in the send buffer, shaped like its parameter
+        self._regions = [send[slot.offset : slot.offset + slot.size].reshape(slot.shape) for slot in self.slots]
+        return send
+
+    @property
+    def send(self) -> np.ndarray:
+        """The reusable send buffer (a lone parameter's bucket makes it the first time it needs it)."""
+        return self._send if self._send is not None else self._make_send(self._tail)
 
     def put(self, member: int, gradient: np.ndarray | None, where: str) -> None:
         """Take this step's gradient of the bucket's ``member``-th slot (None: none on this rank)."""
         if gradient is None:
-            self.regions[member].fill(0)
             self.source = self.send
+            self._regions[member].fill(0)
             return
-        region = self.regions[member]
-        if gradient.shape != region.shape or gradient.dtype != self.dtype:
-            slot = self.slots[member]
+        slot = self.slots[member]
+        if gradient.shape != slot.shape or gradient.dtype != self.dtype:
             raise ValueError(
                 f"{where}: the gradient of parameter {slot.position} has dimensions {gradient.shape} "
                 f"and dtype {gradient.dtype}, the parameter {slot.shape} and {self.dtype}"
@@ -158,17 +177,15 @@ class Bucket:
             # order, scrambled: hence the explicit row-major check.)
             self.source = gradient
             return
-        np.copyto(region, gradient)
         self.source = self.send
+        np.copyto(self._regions[member], gradient)
 
     def deliver(self, summed: list[np.ndarray | None]) -> None:
         """Put each slot's piece of this step's receive buffer, read-only and shaped like its parameter, into ``summed``."""
         receive = self.receive
         assert receive is not None
-        receive.setflags(write=False)  # (a quarter of the cost of ``flags.writeable = False``)
-        for position, start, stop, shape in self.cuts:
-            piece = receive[start:stop]
-            summed[position] = piece if shape is None else piece.reshape(shape)
+        for position, piece in zip(receive.positions, receive.pieces):
+            summed[position] = piece
 
 
 def carrier(layout: Sequence[Sequence[int]], sizes: Sequence[int], limit: int = CARRIER_BYTES) -> int | None:
@@ -258,6 +275,8 @@ class Reducer:
             for member, position in enumerate(positions):
                 self.places[position] = (bucket, member)
         self.carrier = self.buckets[-1]
+        # the parameters whose gradients ride in the last bucket, which goes out only once the pass is over
+        self.late = frozenset(slot.position for slot in self.carrier.slots)
         self.status = Status(self.carrier.send[self.carrier.size :], count, link.rank, link.size, where)
         self.missing = False  # some use flag is 0 (set back to 1 by _reset)
         self._lock = threading.Lock()
@@ -270,7 +289,8 @@ class Reducer:
         # temporary receive array crashes the rank).
         for bucket in self.buckets:
             bucket.pending = len(bucket.slots)
-            bucket.source = bucket.send  # let go of last step's gradient
+            if bucket.alone:
+                bucket.source = None  # let go of last step's gradient
             bucket.receive = None
         count = len(self.places)
         self.reported = [False] * count
@@ -351,6 +371,31 @@ class Reducer:
             if self.any_thread or threading.get_ident() == self.owner:
                 self._start_ready(len(self.buckets) - 1)
 
+    def gradients_ready_at(self, positions: Sequence[int], gradients: Sequence[np.ndarray | None]) -> None:
+        """``gradient_ready(position, gradient)`` for each pair, under one lock (the last bucket's, after the pass).
+
+        >>> from corgi.distributed import LocalComm
+        >>> reducer = Reducer(LocalComm(), [(1,), (2,)], [np.dtype("float64")] * 2, 1024)
+        >>> sorted(reducer.late)
+        [0, 1]
+        >>> reducer.gradients_ready_at([1, 0], [np.full(2, 3.0), None])
+        >>> reducer.finish()
+        >>> reducer.wait()
+        ([None, array([3., 3.])], 0.0)
+        """
+        if len(positions) != len(gradients):
+            raise ValueError(f"{self.where}: {len(positions)} positions but {len(gradients)} gradients")
+        with self._lock:
+            if self.finished:
+                raise ValueError(f"{self.where}: a gradient was reported after the step's exchange finished")
+            complete = False
+            for position, gradient in zip(positions, gradients):
+                bucket = self._take(position, gradient)
+                if bucket.pending == 0:
+                    self.ready[bucket.index] = complete = True
+            if complete and (self.any_thread or threading.get_ident() == self.owner):
+                self._start_ready(len(self.buckets) - 1)
+
     def _take(self, position: int, gradient: np.ndarray | None) -> Bucket:
         if self.reported[position]:
             raise ValueError(f"{self.where}: parameter {position}'s gradient was already reported this step")
@@ -370,11 +415,12 @@ class Reducer:
         link, buckets, ready, requests = self.link, self.buckets, self.ready, self.requests
         while self.started < end and ready[self.started]:
             bucket = buckets[self.started]
-            receive = bucket.receive = np.empty(bucket.send.size, dtype=bucket.dtype)
+            assert bucket.source is not None
+            receipt = bucket.receive = bucket.pool.take()
             if self.reduction == "allreduce":
-                requests.append(link.Iallreduce(bucket.source, receive))
+                requests.append(link.Iallreduce(bucket.source, receipt.buffer))
             else:
-                requests.append(link.Ireduce(bucket.source, receive if link.rank == 0 else None, root=0))
+                requests.append(link.Ireduce(bucket.source, receipt.buffer if link.rank == 0 else None, root=0))
             self.started += 1
 
     def finish(self, extra: float = 0.0) -> None:
@@ -445,14 +491,14 @@ class Reducer:
                 self._collect()
                 carrier = self.carrier
                 assert carrier.receive is not None
-                failed, extra = self.status.read(carrier.receive[carrier.size :])
+                failed, extra = self.status.read(carrier.receive.buffer[carrier.size :])
                 if failed:
                     raise StepFailed(self.where, len(failed), failed[0] if len(failed) == 1 else None)
                 summed: list[np.ndarray | None] = [None] * len(self.places)
                 for bucket in self.buckets:
                     bucket.deliver(summed)
                 if self.missing:  # this rank lacked a gradient: did any rank have it?
-                    for position in self.status.unused(carrier.receive[carrier.size :]):
+                    for position in self.status.unused(carrier.receive.buffer[carrier.size :]):
                         summed[position] = None
             finally:
                 if self.finished:
@@ -473,5 +519,5 @@ class Reducer:
             if self.link.rank == 0:
                 request.Wait()
             assert bucket.receive is not None
-            broadcasts.append(self.link.Ibcast(bucket.receive, root=0))
+            broadcasts.append(self.link.Ibcast(bucket.receive.buffer, root=0))
         return reductions + broadcasts

@@ -10,10 +10,12 @@ global batch), so its gradients arrive already scaled and the sum over ranks
 is the gradient of the mean loss over the global batch, as one process would
 compute it, whatever the split.
 
-The exchange overlaps the backward pass: each parameter's gradient is
-reported to the ``Reducer`` the moment the engine has it final (a ready hook,
-through ``corgi.array.watch_gradients``), and a bucket goes out as soon as
-its last gradient is in, while the pass computes the rest.
+The exchange overlaps the backward pass: each gradient of a bucket but the
+last is reported to the ``Reducer`` the moment the engine has it final (a
+ready hook, through ``corgi.array.watch_gradients``), and a bucket goes out
+as soon as its last gradient is in, while the pass computes the rest. The
+last bucket waits for the step's status anyway: its gradients are read when
+the pass is over.
 
 A step is all or nothing across ranks: if one rank's forward or backward
 pass raises, that rank still takes part in the rest of the step's exchange,
@@ -30,7 +32,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from ..array import Array, get_gradients, set_gradients, watch_gradients
+from ..array import Array, first_with_gradient, get_gradients, set_gradients, watch_gradients
 from ..checks import whole_number
 from ..model import Model
 from ..optimizer import Optimizer
@@ -131,7 +133,11 @@ class DataParallel:
             any_thread=self._link.any_thread,
         )
         self._parameters = parameters
-        self._counting: tuple[Request, np.ndarray, np.ndarray, int] | None = None  # this step's count exchange
+        # The count exchange: two one-value buffers made once (each step's request is waited for
+        # before the next starts), and the request under way (see _start_count).
+        self._count_mine, self._count_total = np.zeros(1), np.zeros(1)
+        self._count_request: Request | None = None
+        self._counting: int | None = None  # this rank's examples while the step's count is under way
         self._total = 0  # the global batch of the step under way
         self._reported: list[Array] = []  # the parameters whose gradients are being exchanged
         # Report each gradient from the engine's ready hook, during the pass (False: after it, all
@@ -333,32 +339,40 @@ class DataParallel:
             self._start_count(count, where)
         try:
             count = self._check_loss(loss, count, where)
-            if self._counting is not None and self._counting[3] != count:
-                raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting[3]} examples")
+            if self._counting is not None and self._counting != count:
+                raise ValueError(f"{where}: count is {count}, but forward() saw {self._counting} examples")
             total = self._finish_count(where)
         except BaseException:
             self._abandon()
             raise
         try:
             parameters = self.parameters()
-            for position, parameter in enumerate(parameters):
-                if parameter.gradient() is not None:
-                    raise ValueError(
-                        f"{where}: parameter {position} already has a gradient before the step's backward pass "
-                        "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
-                        "several passes"
-                    )
+            position = first_with_gradient(parameters, where)
+            if position is not None:
+                raise ValueError(
+                    f"{where}: parameter {position} already has a gradient before the step's backward pass "
+                    "(a backward() outside DataParallel?); clear it first: gradients are not accumulated over "
+                    "several passes"
+                )
             value = loss.sum_all()
             self._reported = [parameter for parameter in parameters if parameter.is_tracked]
             reducer = self._reducer
-            # rank r's gradients arrive scaled by n_r / N: their sum over ranks is the global mean's gradient
+            seed = count / total  # rank r's gradients arrive scaled by n_r / N: their sum is the global mean's
             if self._overlap:
-                with watch_gradients(self._reported, self._reporter(parameters), where):
-                    loss.backward(count / total)
+                # hear during the pass only the gradients whose buckets can go out before it ends: the
+                # last bucket's wait for the status, so its own are read when the pass is over
+                watched, positions = self._watch_plan(parameters)
+                if watched:
+                    ready = reducer.gradient_ready
+                    with watch_gradients(watched, lambda index, total: ready(positions[index], total), where):
+                        loss.backward(seed)
+                else:
+                    loss.backward(seed)
+                late = [position for position in reducer.late if parameters[position].is_tracked]
+                reducer.gradients_ready_at(late, get_gradients([parameters[position] for position in late], where))
             else:
-                loss.backward(count / total)
-                gradients = get_gradients(parameters, where)
-                reducer.gradients_ready(gradients)
+                loss.backward(seed)
+                reducer.gradients_ready(get_gradients(parameters, where))
             reducer.finish(count * value)
         except BaseException:
             self._abandon()
@@ -372,13 +386,12 @@ class DataParallel:
             raise ValueError(f"{where}: loss must hold one value, got dimensions {loss.dimensions}")
         return whole_number(count, "count", where, minimum=1)
 
-    def _reporter(self, parameters: list[Array]) -> Any:
-        """What the ready hooks call: ``Reducer.gradient_ready`` by the position among all parameters."""
-        if len(self._reported) == len(parameters):
-            return self._reducer.gradient_ready
-        positions = [position for position, parameter in enumerate(parameters) if parameter.is_tracked]
-        ready = self._reducer.gradient_ready
-        return lambda index, total: ready(positions[index], total)
+    def _watch_plan(self, parameters: list[Array]) -> tuple[list[Array], list[int]]:
+        """The tracked parameters to hear during the pass (those outside the last bucket), and their positions."""
+        late = self._reducer.late
+        positions = [position for position, parameter in enumerate(parameters)
+                     if parameter.is_tracked and position not in late]
+        return [parameters[position] for position in positions], positions
 
     def skip(self) -> None:
         """Take part in this step with no examples (collective), instead of ``forward`` and ``backward``.
@@ -507,25 +520,25 @@ class DataParallel:
                 f"{where}: a step is already under way; finish it with backward() and update() "
                 '(one forward and backward per step: see "Gradient accumulation" in docs/distributed.md)'
             )
-        mine, total = np.array([float(count)]), np.empty(1)
-        self._counting = (self._link.Iallreduce(mine, total), mine, total, count)
+        self._count_mine[0] = count
+        self._count_request = self._link.Iallreduce(self._count_mine, self._count_total)
+        self._counting = count
 
     def _finish_count(self, where: str) -> int:
         """The global batch size: the sum of the counts this step started with."""
-        assert self._counting is not None
-        request, _, total, _ = self._counting
-        self._counting = None
+        assert self._counting is not None and self._count_request is not None
+        request, self._count_request, self._counting = self._count_request, None, None
         request.Wait()
-        if total[0] == 0:
+        total = int(self._count_total[0])
+        if total == 0:
             raise ValueError(f"{where}: no rank had an example in this step")
-        self._total = int(total[0])
-        return self._total
+        self._total = total
+        return total
 
     def _abandon(self) -> None:
         """This rank's step failed: finish its exchange marked failed (every rank's requests complete)."""
-        if self._counting is not None:
-            request = self._counting[0]
-            self._counting = None
+        if self._count_request is not None:
+            request, self._count_request, self._counting = self._count_request, None, None
             request.Wait()
         reported, self._reported = self._reported, []
         self._reducer.abandon()

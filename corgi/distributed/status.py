@@ -29,13 +29,10 @@ sums it. For ``P`` parameters and ``S`` ranks it holds ``P + 5 S`` values:
 from __future__ import annotations
 
 import math
-import struct
 
 import numpy as np
 
 RECORD = 5  # per rank: a failure mark, and its ``extra`` as four 16-bit integers
-_BITS = struct.Struct("<d")
-_CHUNKS = struct.Struct("<4H")
 
 
 def status_size(parameters: int, ranks: int) -> int:
@@ -79,6 +76,9 @@ class Status:
         self.mine = parameters + rank  # this rank's mark
         start = parameters + ranks + 4 * rank
         self.words = tail[start : start + 4]  # this rank's extra
+        # extra's float64, and the same 8 bytes as four little-endian 16-bit words
+        self._bits = np.zeros(1, dtype="<f8")
+        self._chunks = self._bits.view("<u2")
 
     def mark(self, extra: float, failed: bool) -> None:
         """Write this rank's failure mark and ``extra``, bit for bit.
@@ -89,7 +89,8 @@ class Status:
         [1.0, 0.0, 0.0, 0.0, 49156.0]
         """
         self.tail[self.mine] = 1.0 if failed else 0.0
-        self.words[:] = _CHUNKS.unpack(_BITS.pack(extra))
+        self._bits[0] = extra
+        np.copyto(self.words, self._chunks)
 
     def read(self, tail: np.ndarray) -> tuple[list[int], float]:
         """From a received (summed) tail: the failed ranks, and the sum of every rank's ``extra``.
