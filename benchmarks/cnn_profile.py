@@ -1,12 +1,17 @@
 """Where (e)'s CNN step spends its time, per primitive; and corgi's step against torch's, interleaved.
 
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile             # per-primitive ms a step
+    OPENBLAS_NUM_THREADS=1 python -m benchmarks.cnn_profile --cpu       # ... in CPU time of the calling thread
     OPENBLAS_NUM_THREADS=2 python -m benchmarks.cnn_profile --vs-torch  # corgi / torch steps, in one process
 
 The network, weights, optimizer and batches are (e)'s (``workloads/training.py``,
 float64, batch 32, corgi's Model with the fused cost). The profile wraps every
 registered primitive's forward and vjps with a clock (the wrappers add a little);
-the step times include them. ``--vs-torch`` alternates blocks of corgi's
+the step times include them. ``--cpu`` clocks the calling thread's CPU time
+(``time.thread_time``) instead of the wall: on a loaded machine it repeats
+within a few percent where wall times swing by 2x (read it at one BLAS
+thread: OpenBLAS's other threads are not counted, its spinning main thread
+is). ``--vs-torch`` alternates blocks of corgi's
 step with blocks of PyTorch's (``workloads/torch_peer.py``'s network and SGD with
 momentum, ``torch.set_num_threads`` at the BLAS thread count), in one process: a
 ratio the load disturbs less than two separate runs.
@@ -57,17 +62,17 @@ def build():
     return step
 
 
-def wrap_primitives(clock):
-    """Replace every fixed-arity primitive with one whose forward and vjps add their seconds to ``clock``."""
+def wrap_primitives(clock, now=time.perf_counter):
+    """Replace every fixed-arity primitive with one whose forward and vjps add their seconds (by ``now``) to ``clock``."""
     from corgi.array import registry
 
     def timed(function, key):
         def run(*args, **kwargs):
-            started = time.perf_counter()
+            started = now()
             try:
                 return function(*args, **kwargs)
             finally:
-                clock[key] += time.perf_counter() - started
+                clock[key] += now() - started
         return run
 
     for name, primitive in list(registry.PRIMITIVES.items()):
@@ -78,19 +83,20 @@ def wrap_primitives(clock):
         registry.PRIMITIVES[name] = registry.Primitive(timed(primitive.forward, (name, "forward")), vjps, subsets)
 
 
-def profile(steps):
+def profile(steps, now=time.perf_counter):
     clock = collections.defaultdict(float)
-    wrap_primitives(clock)
+    wrap_primitives(clock, now)
     step = build()
     for i in range(10):
         step(i)
     clock.clear()
     walls = []
     for i in range(steps):
-        started = time.perf_counter()
+        started = now()
         step(i)
-        walls.append(time.perf_counter() - started)
-    print(f"step median {np.median(walls) * 1e3:.2f} ms (primitives wrapped); per step:")
+        walls.append(now() - started)
+    kind = "CPU" if now is time.thread_time else "wall"
+    print(f"step median {np.median(walls) * 1e3:.2f} ms {kind} (primitives wrapped); per step:")
     for (name, part), seconds in sorted(clock.items(), key=lambda item: -item[1]):
         if seconds / steps >= 1e-5:
             print(f"  {name:24s} {part:11s} {seconds / steps * 1e3:7.3f} ms")
@@ -147,6 +153,7 @@ def vs_torch(blocks, per_block):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--steps", type=int, default=100, help="profiled steps")
+    parser.add_argument("--cpu", action="store_true", help="the profile in CPU time of the calling thread")
     parser.add_argument("--vs-torch", action="store_true", help="corgi's step against torch's, interleaved")
     parser.add_argument("--blocks", type=int, default=16, help="--vs-torch: blocks of steps (alternating)")
     parser.add_argument("--per-block", type=int, default=10, help="--vs-torch: steps a block")
@@ -156,7 +163,7 @@ def main():
     if args.vs_torch:
         vs_torch(args.blocks, args.per_block)
     else:
-        profile(args.steps)
+        profile(args.steps, time.thread_time if args.cpu else time.perf_counter)
     print(f"load {os.getloadavg()[0]:.2f}")
 
 

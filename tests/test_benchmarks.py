@@ -232,7 +232,8 @@ def test_ab_times_by_the_stepping_threads_cpu_on_one_blas_thread_only():
 
 @pytest.mark.timeout(300)
 @pytest.mark.parametrize("options, expected", [
-    (["--steps", "2"], ("conv", "max_pool", "backward 1", "all primitives")),
+    (["--steps", "2"], ("conv", "max_pool", "backward 1", "backward 2", "ms wall", "all primitives")),
+    (["--steps", "2", "--cpu"], ("conv", "max_pool", "ms CPU", "all primitives")),
     (["--vs-torch", "--blocks", "2", "--per-block", "1"], ("corgi: wall", "torch: wall", "corgi / torch")),
 ])
 def test_cnn_profile_names_the_image_primitives_and_compares_with_torch(options, expected):

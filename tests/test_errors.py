@@ -256,6 +256,17 @@ def test_conv_filters_must_be_an_array():
         ones(1, 4, 4).conv(np.ones((1, 1, 2, 2)))
 
 
+@pytest.mark.parametrize("biases", [(3,), (2, 1), (2, 1, 1, 1), (1, 2, 1), (2, 2, 2)])
+def test_conv_biases_must_be_one_per_filter(biases):
+    with pytest.raises(ValueError, match=names("conv: biases must be one per filter, (2,) or (2, 1, 1)", biases)):
+        ones(1, 4, 4).tracked().conv(ones(2, 1, 2, 2), biases=ones(*biases))
+
+
+def test_conv_biases_must_be_an_array():
+    with pytest.raises(TypeError, match="conv: biases must be an Array, got list"):
+        ones(1, 4, 4).conv(ones(2, 1, 2, 2), biases=[1.0, 2.0])
+
+
 @pytest.mark.parametrize("image, pool", [((2, 3), (3, 3)), ((4, 1), (2, 2)), ((3, 3, 1, 5), (2, 1)), ((5,), (2, 2))])
 def test_max_pool_that_does_not_fit(image, pool):
     with pytest.raises(ValueError, match=names("max_pool", pool, image)):

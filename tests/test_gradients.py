@@ -448,19 +448,27 @@ def conv_reference(x, w, stride):
     st.tuples(st.integers(0, 2), st.integers(0, 2)),  # leftover rows, cols the stride skips
     hnp.array_shapes(min_dims=0, max_dims=2, max_side=2),  # leading batch dims
     st.booleans(),  # a single 3-D filter
+    st.sampled_from([None, "vector", "column"]),  # no biases, (count,) or (count, 1, 1)
     seeds,
 )
-def test_conv_strides_and_filter_sizes(depth, count, size, stride, out_size, extra, batch, single, seed):
+def test_conv_strides_and_filter_sizes(depth, count, size, stride, out_size, extra, batch, single, biases, seed):
     rng = np.random.default_rng(seed)
     rows = (out_size[0] - 1) * stride[0] + size[0] + min(extra[0], stride[0] - 1)
     cols = (out_size[1] - 1) * stride[1] + size[1] + min(extra[1], stride[1] - 1)
     x = uniform(rng, batch + (depth, rows, cols))
     w = uniform(rng, ((depth,) if single else (count, depth)) + size)
-    out = x.conv(w, stride)
+    filters = 1 if single else count
     expected = conv_reference(x.numpy(), w.numpy(), stride)
-    assert out.dimensions == expected.shape == batch + (1 if single else count,) + out_size
+    if biases is None:
+        out = x.conv(w, stride)
+        check(lambda a, f: a.conv(f, stride), x, w)
+    else:
+        b = uniform(rng, (filters,) if biases == "vector" else (filters, 1, 1))
+        out = x.conv(w, stride, biases=b)
+        expected += b.numpy().reshape(filters, 1, 1)
+        check(lambda a, f, c: a.conv(f, stride, biases=c), x, w, b)
+    assert out.dimensions == expected.shape == batch + (filters,) + out_size
     assert np.allclose(out.numpy(), expected)
-    check(lambda a, f: a.conv(f, stride), x, w)
 
 
 @covers("conv")
@@ -593,6 +601,7 @@ FLOAT32_CASES = [
     ("matmul", lambda a, b: a @ b, [(3,), (2, 3, 2)]),
     ("conv", lambda a, f: a.conv(f, (1, 2)), [(2, 2, 5, 5), (3, 2, 2, 2)]),
     ("conv", lambda a, f: a.conv(f), [(2, 4, 4), (2, 3, 3)]),
+    ("conv", lambda a, f, b: a.conv(f, biases=b), [(3, 2, 4, 4), (2, 2, 3, 3), (2, 1, 1)]),
     ("max_pool", lambda a: a.max_pool((2, 2), (1, 1)), [(2, 4, 4)]),
     ("axpy", lambda a, b: Array.axpy(0.3, a, b), [(2, 3), (3,)]),
     ("op", lambda a, b: Array.op([a, b], _sin_mul, _sin_mul_backward), [(2, 3), (2, 3)]),

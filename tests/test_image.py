@@ -111,6 +111,29 @@ def test_max_pool_without_leading_dimensions_and_with_several():
         assert np.array_equal(out, expected_out) and np.array_equal(dx, expected_dx)
 
 
+@pytest.mark.parametrize("layout", [(0, 1, 2, 3), (1, 0, 2, 3), (3, 2, 1, 0), (2, 0, 3, 1), "sliced"])
+@pytest.mark.parametrize("pool, stride", [((2, 2), (2, 2)), ((2, 3), (3, 3)), ((1, 2), (2, 2))])
+def test_max_pool_routes_the_delta_alike_whatever_the_input_layout(layout, pool, stride):
+    # disjoint windows remember each window's first maximum and scatter the delta into a gradient laid
+    # out as the input is (a convolution's output is channels first in memory): the values must not care
+    rng = np.random.default_rng(13)
+    values = rng.integers(0, 3, size=(3, 4, 9, 10)).astype(np.float64)  # ties in most windows
+    if layout == "sliced":
+        source = Array(np.pad(values, 1)).tracked()
+        x = source[1:-1, 1:-1, 1:-1, 1:-1]
+    else:
+        source = Array(np.ascontiguousarray(values.transpose(layout))).tracked()
+        x = source.transpose(*np.argsort(layout))
+        assert x._values.flags.c_contiguous == (layout == (0, 1, 2, 3))  # the input really is laid out so
+    g = rng.uniform(0.5, 2.0, size=windows(values, pool, stride).shape[:-1])
+    out = x.max_pool(pool, stride)
+    out.backward(Array(g))
+    dx = source.gradient().numpy()
+    dx = dx[1:-1, 1:-1, 1:-1, 1:-1] if layout == "sliced" else dx.transpose(np.argsort(layout))
+    expected_out, expected_dx = pool_reference(values, g, pool, stride)
+    assert np.array_equal(out.numpy(), expected_out) and np.array_equal(dx, expected_dx)
+
+
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_conv_and_max_pool_keep_the_dtype_of_their_inputs(dtype):
     rng = np.random.default_rng(9)
@@ -132,17 +155,33 @@ def test_conv_at_the_cnn_sizes_matches_the_sum_over_windows(stride):
     assert np.allclose(second, conv_reference(first, w2, stride), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("lead", [(), (3,), (2, 3)])
+def test_conv_with_biases_is_the_convolution_plus_one_bias_per_filter(lead):
+    # the biases ride in the product (a column of the filters times a row of ones); the output is
+    # laid out channels first in memory, and what reads it (relu, max_pool, reshape) sees the same values
+    rng = np.random.default_rng(12)
+    x, w, b = rng.normal(size=lead + (2, 9, 8)), rng.normal(size=(4, 2, 3, 3)), rng.normal(size=4)
+    expected = conv_reference(x, w, (1, 1)) + b[:, None, None]
+    for biases in (b, b.reshape(4, 1, 1)):
+        out = Array(x).conv(Array(w), biases=Array(biases))
+        assert out.dimensions == expected.shape
+        assert np.allclose(out.numpy(), expected, rtol=1e-13, atol=1e-13)
+        pooled = out.relu().max_pool().reshape((-1,)).numpy()
+        assert np.array_equal(pooled, Array(np.maximum(out.numpy(), 0)).max_pool().reshape((-1,)).numpy())
+
+
 def _cnn_gradients(workers: int, x: np.ndarray, w1: np.ndarray, w2: np.ndarray) -> list[np.ndarray]:
     engine.configure(workers=workers)
     images, f1, f2 = Array(x).tracked(), Array(w1).tracked(), Array(w2).tracked()
-    hidden = images.conv(f1).relu().max_pool()
+    b1 = Array(np.linspace(-0.5, 0.5, w1.shape[0])).tracked()
+    hidden = images.conv(f1, biases=b1).relu().max_pool()
     # two branches share the hidden layer: their deltas meet at one node, from any thread
     branch_a = hidden.conv(f2).max_pool((3, 3), (1, 1))
     branch_b = hidden.max_pool((2, 2), (1, 1)) * 0.5
     batch = x.shape[0]
     total = (branch_a * branch_a).reshape((batch, -1)).sum(1) + branch_b.reshape((batch, -1)).sum(1)
     total.backward()
-    return [images.gradient().numpy(), f1.gradient().numpy(), f2.gradient().numpy()]
+    return [images.gradient().numpy(), f1.gradient().numpy(), b1.gradient().numpy(), f2.gradient().numpy()]
 
 
 @pytest.mark.timeout(120)

@@ -110,6 +110,16 @@ def test_conv_matches_torch(stride):
     _compare(lambda x, w: x.conv(w, stride), lambda x, w: F.conv2d(x, w, stride=stride), [(2, 3, 7, 6), (4, 3, 3, 3)])
 
 
+@pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
+def test_conv_with_biases_matches_torch(stride):
+    # the biases ride in the product as a column of the filters: their gradient is g summed over batch and positions
+    _compare(
+        lambda x, w, b: x.conv(w, stride, biases=b),
+        lambda x, w, b: F.conv2d(x, w, b, stride=stride),
+        [(3, 2, 7, 6), (4, 2, 3, 3), (4,)],
+    )
+
+
 @pytest.mark.parametrize("pool, stride", [((2, 2), (2, 2)), ((3, 3), (1, 1)), ((2, 3), (1, 2))])
 def test_max_pool_matches_torch(pool, stride):
     _compare(lambda x: x.max_pool(pool, stride), lambda x: F.max_pool2d(x, pool, stride), [(2, 3, 7, 8)])

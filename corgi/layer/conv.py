@@ -1,4 +1,4 @@
-"""A convolutional layer: ``y = activation(x.conv(filters, stride) + b)``."""
+"""A convolutional layer: ``y = activation(x.conv(filters, stride, biases))``."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ class Conv(Layer):
         return (self.filter_dimensions[1], None, None)
 
     def forward(self, x: Array) -> Array:
-        """``activation(x.conv(filters, stride) + biases)``.
+        """``activation(x.conv(filters, stride) + biases)``, the biases added inside the convolution's product.
 
         >>> from corgi.initializer import make_he
         >>> layer = Conv((1, 1, 2, 2), (2, 2), make_he(rng=0))
@@ -69,7 +69,7 @@ class Conv(Layer):
                 [42.5, 50.5]]], dimensions=(1, 2, 2))
         """
         check_input(x, self.filters, "Conv.forward")
-        result = x.conv(self.filters, self.stride_dimensions) + self.biases
+        result = x.conv(self.filters, self.stride_dimensions, biases=self.biases)
         return result if self.activation is None else self.activation(result)
 
     def __repr__(self) -> str:
