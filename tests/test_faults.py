@@ -14,6 +14,7 @@ import _thread
 import functools
 import gc
 import itertools
+import os
 import random
 import signal
 import threading
@@ -25,6 +26,7 @@ import counters
 import numpy as np
 import pytest
 
+import corgi
 from corgi import Array
 from corgi.engine import (
     Node,
@@ -70,8 +72,13 @@ def handlers(main_thread_only):
         signal.signal(signum, handler)
 
 
+# corgi's own files (not any path with "corgi" in it: a checkout may itself be named corgi)
+_PACKAGE = os.path.dirname(os.path.abspath(corgi.__file__)) + os.sep
+
+
 def _engine_frames(error):
-    return [frame.filename for frame in traceback.extract_tb(error.__traceback__) if "corgi" in frame.filename]
+    return [frame.filename for frame in traceback.extract_tb(error.__traceback__)
+            if os.path.abspath(frame.filename).startswith(_PACKAGE)]
 
 
 # -- the interpreter facts -------------------------------------------------------
