@@ -104,10 +104,15 @@ def _unary(name: str, x: Array, params: dict[str, Any] | None) -> Array:
     return out
 
 
-def ternary(name: str, x: Array, y: Array, z: Array) -> Array:
+def ternary(name: str, x: Array, y: Array, z: Array, activation: str | None = None) -> Array:
     """``apply`` written out for three operands of corgi's Array class itself and the primitive's
     default parameters (a Dense layer's product and bias): no operands to unwrap, no keywords;
-    the same result and node."""
+    the same result and node.
+
+    With ``activation``, the name of a one-operand primitive, its forward runs on the result
+    too, and both are recorded as one node (``nodes.ActivatedNode``): the same values and, bit
+    for bit, the same gradients as the two operations apart, with one Array and one node less.
+    """
     xv = x._values
     yv = y._values
     zv = z._values
@@ -119,6 +124,14 @@ def ternary(name: str, x: Array, y: Array, z: Array) -> Array:
     value = result[0]
     if type(value) is not np.ndarray:
         value = np.asarray(value)
+    cost = result[2] if len(result) > 2 else value.size
+    if activation is not None:
+        applied = PRIMITIVES[activation]
+        activated = applied.forward(value)
+        value = activated[0]
+        if type(value) is not np.ndarray:
+            value = np.asarray(value)
+        cost += activated[2] if len(activated) > 2 else value.size
     out = _new_array(Array_)
     out._values = value
     mask = x._tracked | y._tracked << 1 | z._tracked << 2
@@ -130,52 +143,13 @@ def ternary(name: str, x: Array, y: Array, z: Array) -> Array:
             inputs = (y._node, z._node)
         else:
             inputs = tuple(item._node for bit, item in ((1, x), (2, y), (4, z)) if mask & bit)
-        out._node = op_node(
-            inputs, name, result[2] if len(result) > 2 else value.size, value, primitive.subsets[mask], result[1]
-        )
-        out._tracked = True
-    else:
-        out._tracked = False
-        out._node = None
-    return out
-
-
-def ternary_activated(name: str, activation: str, x: Array, y: Array, z: Array) -> Array:
-    """``ternary(name, x, y, z)`` and then the one-operand primitive ``activation`` on its result,
-    recorded as one node (``nodes.ActivatedNode``): the same values and, bit for bit, the same
-    gradients as the two operations apart, with one Array and one node less."""
-    xv = x._values
-    yv = y._values
-    zv = z._values
-    primitive = PRIMITIVES[name]
-    try:
-        result = primitive.forward(xv, yv, zv)
-    except ValueError as error:
-        _incompatible(name, error, (xv, yv, zv))
-    product = result[0]
-    if type(product) is not np.ndarray:
-        product = np.asarray(product)
-    applied = PRIMITIVES[activation]
-    activated = applied.forward(product)
-    value = activated[0]
-    if type(value) is not np.ndarray:
-        value = np.asarray(value)
-    out = _new_array(Array_)
-    out._values = value
-    mask = x._tracked | y._tracked << 1 | z._tracked << 2
-    if mask and is_recording():
-        inputs: tuple[Any, ...]
-        if mask == 7:
-            inputs = (x._node, y._node, z._node)
-        elif mask == 6:  # an input that is data, not tracked: a first layer's
-            inputs = (y._node, z._node)
+        if activation is None:
+            out._node = op_node(inputs, name, cost, value, primitive.subsets[mask], result[1])
         else:
-            inputs = tuple(item._node for bit, item in ((1, x), (2, y), (4, z)) if mask & bit)
-        cost = (result[2] if len(result) > 2 else product.size) + (activated[2] if len(activated) > 2 else value.size)
-        out._node = activated_node(
-            inputs, f"{name}+{activation}", cost, value, primitive.subsets[mask], result[1],
-            applied.subsets[1][0], activated[1],
-        )
+            out._node = activated_node(
+                inputs, f"{name}+{activation}", cost, value, primitive.subsets[mask], result[1],
+                applied.subsets[1][0], activated[1],
+            )
         out._tracked = True
     else:
         out._tracked = False

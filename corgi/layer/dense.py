@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from ..activation import Activation, ReLU, Sigmoid, Softmax, Tanh
 from ..array import Array
-from ..array.operation import ternary, ternary_activated
+from ..array.operation import ternary
 from ..checks import whole_number
 from ..initializer import Initializer
 from ..numbers import FloatType
@@ -90,10 +90,10 @@ types: convert the input (x.astype('float64'), or Array(values, dtype='float64')
         ):
             # what the checks below let through, and Array.matmul's own: one call to the product
             # (a training step runs this once per layer; the general path cost twice as many calls)
-            fused = _ONE_NODE.get(type(self.activation))
-            if fused is not None:  # corgi's own activation: product and activation as one node
-                return ternary_activated("matmul", fused, x, weights, biases)
-            result = ternary("matmul", x, weights, biases)
+            fused = _ONE_NODE.get(type(self.activation))  # corgi's own: product and activation as one node
+            result = ternary("matmul", x, weights, biases, fused)
+            if fused is not None:
+                return result
         else:
             check_input(x, weights, "Dense.forward")
             if x.dimensions[-1] != self.input_size:
