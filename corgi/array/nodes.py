@@ -16,7 +16,7 @@ shape and dtype. Each kind is built whole by its constructor, in one step:
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -151,7 +151,10 @@ def leaf_node(values: np.ndarray, name: str | None = None) -> ArrayNode:
     return node
 
 
-def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarray, vjps: tuple[Vjp, ...], saved: Any) -> OpNode:
+def op_node(
+    inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarray, vjps: tuple[Vjp, ...], saved: Any,
+    kind: type[OpNode] = OpNode,
+) -> OpNode:
     """The node of an operation's result: its inputs, the tracked operands' vjps (one per input, in
     order) and what the forward saved for them.
 
@@ -160,7 +163,7 @@ def op_node(inputs: tuple[ArrayNode, ...], name: str, cost: int, value: np.ndarr
     forward's overhead per node (callgrind, the (b) chain). ``tests/test_nodes_fields.py`` checks
     that it sets exactly what ``Node.__init__`` sets.
     """
-    node: OpNode = _new_node(OpNode)
+    node: OpNode = _new_node(kind)
     node.inputs = inputs
     node.vjp = None
     node.name = name
@@ -181,18 +184,7 @@ def activated_node(
 ) -> ActivatedNode:
     """``op_node`` for a product whose result ``value`` went through an activation in the same node:
     the product's vjps and saved values, and the activation's vjp and what its forward saved."""
-    node: ActivatedNode = _new_node(ActivatedNode)
-    node.inputs = inputs
-    node.vjp = None
-    node.name = name
-    node.cost = cost
-    node.seq = _next_seq()
-    node.gradient = None
-    shape = value.shape
-    node.shape = _SHAPES.get(shape) or shared(shape)
-    node.dtype = value.dtype
-    node.vjps = vjps
-    node.saved = saved
+    node = cast(ActivatedNode, op_node(inputs, name, cost, value, vjps, saved, ActivatedNode))
     node.activation_vjp = activation_vjp
     node.activation_saved = activation_saved
     return node
