@@ -36,15 +36,21 @@ def _yielding(where):
     time.sleep(0)
 
 
-@pytest.mark.timeout(120)
-@pytest.mark.parametrize("workers", [0, 1, 2, 8])
-def test_step_parameters_racing_backward_loses_nothing(workers, fast_switching):
+def _weight_bias_and_loss(workers):
+    """A weight and a bias at zero and a loss whose every pass adds dw = (1, 2, 3), db = 2,
+    on ``workers`` workers with the engine's yield points open."""
     configure(workers=workers, handoff_cost=0)
     set_yield_point(_yielding)
     w = Array(np.zeros(3)).tracked()
     b = Array(np.zeros(1)).tracked()
-    coefficients = Array([1.0, 2.0, 3.0])
-    loss = ((w * coefficients).sum() + b * 2.0).sum()  # dw = (1, 2, 3), db = 2 per pass
+    loss = ((w * Array([1.0, 2.0, 3.0])).sum() + b * 2.0).sum()
+    return w, b, loss
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("workers", [0, 1, 2, 8])
+def test_step_parameters_racing_backward_loses_nothing(workers, fast_switching):
+    w, b, loss = _weight_bias_and_loss(workers)
     passes = 300
     taken = {"w": np.zeros(3), "b": np.zeros(1), "steps": 0}
     finished = threading.Event()
@@ -77,11 +83,7 @@ def test_an_update_steps_every_parameter_with_the_same_passes(workers, fast_swit
     # A pass that commits while an update runs lands in all of its parameters' gradients or in
     # none: the update takes them in one indivisible step. (Taken one by one, a pass that
     # committed during the weight's step went to the bias's gradient only.)
-    configure(workers=workers, handoff_cost=0)
-    set_yield_point(_yielding)
-    w = Array(np.zeros(3)).tracked()
-    b = Array(np.zeros(1)).tracked()
-    loss = ((w * Array([1.0, 2.0, 3.0])).sum() + b * 2.0).sum()  # a pass adds dw = (1, 2, 3), db = 2
+    w, b, loss = _weight_bias_and_loss(workers)
     passes = 300
     counts: list[tuple[float, float]] = []
     finished = threading.Event()
