@@ -11,7 +11,7 @@ against their exact gradients (PyTorch's conventions) in ``test_array_api.py``.
 
 import numpy as np
 import pytest
-from hypothesis import assume, given
+from hypothesis import assume, example, given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sweep import SWEEP, away_from_zero, check, check_float32, covers, distinct, pairs, seeds, shapes, uniform
@@ -112,6 +112,7 @@ def test_prod(case, seed):
 @covers("logsumexp")
 @SWEEP
 @given(shapes_and_axes(), seeds, st.sampled_from([0.0, 50.0, -700.0, 1e4]))
+@example(case=((3, 3, 3, 3), 1, False), seed=2, offset=50.0)  # failed with a step of 1e-6 (below)
 def test_logsumexp_with_large_inputs(case, seed, offset):
     shape, axis, keepdims = case
     values = np.random.default_rng(seed).uniform(-3.0, 3.0, size=shape) + offset
@@ -122,7 +123,10 @@ def test_logsumexp_with_large_inputs(case, seed, offset):
     assert np.allclose(out.values, np.reshape(expected, -1), rtol=1e-12)
     w = weights_for(out.dimensions, seed)
     if abs(offset) < 100:  # (at |x| = 700 a finite difference of step 1e-6 keeps 4 digits only)
-        check(lambda a: a.logsumexp(axis=axis, keepdims=keepdims) * w, Array(values))
+        # The step grows with the inputs: the outputs are about ``offset``, so their rounding (an ulp
+        # of 50 is 7e-15) over a step of 1e-6 put 2e-7 of noise into small gradients, over the
+        # tolerance in 33 of 1,200 cases at offset 50 (seen in CI); 5e-5 leaves it at 1e-9.
+        check(lambda a: a.logsumexp(axis=axis, keepdims=keepdims) * w, Array(values), eps=1e-6 * max(1.0, abs(offset)))
     # the gradient is the softmax of each group, weighted by its delta
     xt = Array(values).tracked()
     (xt.logsumexp(axis=axis, keepdims=keepdims) * w).backward()
